@@ -1,0 +1,268 @@
+"""LLaMA with gated modality injection, bias/norm/LoRA tuning and trainable [AUD] token rows.
+
+Injection (the fix of the original's never-trained gates). For each of the top ``3 * L`` decoder
+layers ``l`` (bottom-up: L music layers, L image layers, L video layers) and each head ``h``::
+
+    heads_out[..., h, :] += tanh(gate[l, h]) * Wv_l(feature_m + prefix_query[l])[h, :]
+
+before ``o_proj``. ``feature_m`` is the adapter token of the layer's modality (zeros when absent), and
+``Wv_l`` the layer's frozen value projection (no LoRA, no bias). The term does not depend on the
+position, so per turn it is one constant vector per layer: it is computed once and added by a
+forward pre-hook on ``o_proj``, and decoding with the KV cache costs the same as plain LLaMA.
+Gates start at zero, so an untrained model is exactly the base LLaMA; they receive gradient from the
+first step (d tanh(g)/dg = 1 at 0), and once they move, the adapters and prefix queries do too.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, inject_adapter_in_model
+from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from m2ugen.config import MODALITIES, M2UGenConfig
+from m2ugen.errors import CheckpointError
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Bias tuning as in the original: q, o and the MLP. k and v carry frozen zero biases (HF has one switch).
+TRAINABLE_BIASES = ("q_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class ExtendedEmbedding(nn.Module):
+    """Frozen base embedding (V, D) plus trainable rows (N, D) for ids V..V+N-1."""
+
+    def __init__(self, base_weight: torch.Tensor, new_rows: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(base_weight, requires_grad=False)
+        self.new_weight = nn.Parameter(new_rows)
+
+    @property
+    def base_vocab_size(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        v = self.base_vocab_size
+        is_new = input_ids >= v
+        out = F.embedding(input_ids.clamp(max=v - 1), self.weight)
+        if bool(is_new.any()):
+            new = F.embedding((input_ids - v).clamp(min=0), self.new_weight).to(out.dtype)
+            out = torch.where(is_new.unsqueeze(-1), new, out)
+        return out
+
+
+class ExtendedLMHead(nn.Module):
+    """Frozen LM head (V, D) plus trainable rows (N, D): logits over V + N tokens."""
+
+    def __init__(self, base_weight: torch.Tensor, new_rows: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(base_weight, requires_grad=False)
+        self.new_weight = nn.Parameter(new_rows)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.linear(hidden, self.weight), F.linear(hidden, self.new_weight.to(hidden.dtype))], -1)
+
+
+def _new_rows(weight: torch.Tensor, num: int, generator: torch.Generator) -> torch.Tensor:
+    """Mean of the existing rows plus small noise (1% of the rows' per-dim std)."""
+    w = weight.detach().float()
+    noise = torch.randn(num, w.shape[1], generator=generator) * (0.01 * w.std(0, keepdim=True))
+    return (w.mean(0, keepdim=True) + noise).to(weight.dtype)
+
+
+class ModalityInjection(nn.Module):
+    """Gates and prefix queries of the injected layers, and the hooks that add their term."""
+
+    def __init__(self, num_layers: int, num_heads: int, hidden_size: int, layers_per_modality: int) -> None:
+        super().__init__()
+        self.layers_per_modality = layers_per_modality
+        num_injected = len(MODALITIES) * layers_per_modality
+        self.first_layer = num_layers - num_injected
+        self.num_heads = num_heads
+        self.gate = nn.Parameter(torch.zeros(num_injected, num_heads))
+        self.prefix_query = nn.Parameter(torch.randn(num_injected, hidden_size))
+        self._vectors: torch.Tensor | None = None  # (num_injected, B, hidden) while active
+
+    @property
+    def num_injected(self) -> int:
+        return self.gate.shape[0]
+
+    def modality_of(self, index: int) -> str:
+        """Modality injected into the ``index``-th injected layer (0 = lowest)."""
+        return MODALITIES[index // self.layers_per_modality]
+
+    def compute(self, layers: nn.ModuleList, tokens: dict[str, torch.Tensor], batch_size: int) -> torch.Tensor:
+        """Adapter tokens {modality: (B, hidden)} (missing = absent) -> per-layer vectors (num_injected, B, hidden)."""
+        vectors = []
+        for i in range(self.num_injected):
+            attn = layers[self.first_layer + i].self_attn
+            v_proj = getattr(attn.v_proj, "base_layer", attn.v_proj)
+            x = self.prefix_query[i].expand(batch_size, -1)
+            token = tokens.get(self.modality_of(i))
+            if token is not None:
+                x = x + token.to(x.dtype)
+            v = F.linear(x.to(v_proj.weight.dtype), v_proj.weight)  # (B, kv_heads * head_dim)
+            head_dim = v.shape[-1] // attn.config.num_key_value_heads
+            v = v.view(batch_size, -1, head_dim)
+            v = v.repeat_interleave(self.num_heads // v.shape[1], dim=1)  # GQA -> one value per query head
+            gated = torch.tanh(self.gate[i]).to(v.dtype)[None, :, None] * v
+            vectors.append(gated.reshape(batch_size, -1))
+        return torch.stack(vectors)
+
+    def set_vectors(self, vectors: torch.Tensor | None) -> None:
+        self._vectors = vectors
+
+    def hook(self, index: int):
+        def add_injection(module: nn.Module, args: tuple) -> tuple | None:
+            if self._vectors is None:
+                return None
+            x = args[0]
+            return (x + self._vectors[index].unsqueeze(1).to(x.dtype),) + args[1:]
+
+        return add_injection
+
+
+class LastHiddenCapture:
+    """Forward hook on the last decoder layer: its output (pre final norm).
+
+    ``full`` keeps the whole (B, T, D) output (training); otherwise only the last position of each
+    call is appended to ``steps`` (generation: step i holds the states that predict new token i).
+    """
+
+    def __init__(self) -> None:
+        self.full = False
+        self.output: torch.Tensor | None = None
+        self.steps: list[torch.Tensor] = []
+        self.recording = False
+
+    def __call__(self, module: nn.Module, args: tuple, output: Any) -> None:
+        hidden = output[0] if isinstance(output, tuple) else output
+        if self.full:
+            self.output = hidden
+        elif self.recording:
+            self.steps.append(hidden[:, -1, :].detach())
+
+
+class M2UGenLLM(nn.Module):
+    """``LlamaForCausalLM`` + LoRA (peft) + gated injection + [AUD] rows."""
+
+    def __init__(self, model: LlamaForCausalLM, config: M2UGenConfig) -> None:
+        super().__init__()
+        llama_cfg = model.config
+        if llama_cfg.num_attention_heads % llama_cfg.num_key_value_heads:
+            raise CheckpointError("LLM: num_attention_heads must be a multiple of num_key_value_heads")
+        if config.num_injected_layers > llama_cfg.num_hidden_layers:
+            raise CheckpointError(f"LLM has {llama_cfg.num_hidden_layers} layers; "
+                                  f"{config.num_injected_layers} injected layers do not fit")
+        self.base_vocab_size = llama_cfg.vocab_size
+        self.num_aud_tokens = config.num_aud_tokens
+        generator = torch.Generator().manual_seed(1234)
+        emb = model.model.embed_tokens.weight
+        model.model.embed_tokens = ExtendedEmbedding(emb.data, _new_rows(emb, config.num_aud_tokens, generator))
+        head = model.lm_head.weight
+        model.lm_head = ExtendedLMHead(head.data, _new_rows(head, config.num_aud_tokens, generator))
+        model.config.vocab_size = self.base_vocab_size + config.num_aud_tokens
+        for p in model.parameters():
+            p.requires_grad_(False)
+        if config.lora_rank > 0:
+            lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                              target_modules=list(LORA_TARGETS), bias="none")
+            inject_adapter_in_model(lora, model)
+        self.model = model
+        self.injection = ModalityInjection(llama_cfg.num_hidden_layers, llama_cfg.num_attention_heads,
+                                           llama_cfg.hidden_size, config.layers_per_modality)
+        layers = model.model.layers
+        for i in range(self.injection.num_injected):
+            layers[self.injection.first_layer + i].self_attn.o_proj.register_forward_pre_hook(self.injection.hook(i))
+        self.capture = LastHiddenCapture()
+        layers[-1].register_forward_hook(self.capture)
+        self._set_trainable_defaults()
+
+    # --- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: M2UGenConfig) -> "M2UGenLLM":
+        """Base LLaMA from ``llm_path`` (local HF directory) or random from ``llm_config``."""
+        dtype = getattr(torch, config.dtype)
+        if config.llm_path is not None:
+            path = Path(config.llm_path)
+            if not (path / "config.json").is_file():
+                raise CheckpointError(f"LLM: {path} is not a Hugging Face model directory (no config.json); "
+                                      "convert Meta weights first with `m2ugen convert llama`")
+            llama_cfg = LlamaConfig.from_pretrained(path)
+            llama_cfg.attention_bias = True
+            llama_cfg.mlp_bias = True
+            model = LlamaForCausalLM.from_pretrained(path, config=llama_cfg, dtype=dtype)
+        else:
+            llama_cfg = LlamaConfig(**config.llm_config, attention_bias=True, mlp_bias=True,
+                                    tie_word_embeddings=False)
+            torch.manual_seed(0)
+            model = LlamaForCausalLM(llama_cfg).to(dtype)
+        for name, param in model.named_parameters():
+            if name.endswith(".bias"):  # base LLaMA has none: bias tuning starts from zero
+                param.data.zero_()
+        return cls(model, config)
+
+    def _set_trainable_defaults(self) -> None:
+        for group in self.parameter_groups().values():
+            for p in group:
+                p.requires_grad_(True)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The tunable parameters by kind; everything else in the LLM is frozen."""
+        groups: dict[str, list[nn.Parameter]] = {"gate": [self.injection.gate],
+                                                  "prefix_query": [self.injection.prefix_query],
+                                                  "bias": [], "norm": [], "lora": [],
+                                                  "new_tokens": [self.model.model.embed_tokens.new_weight,
+                                                                 self.model.lm_head.new_weight]}
+        for name, param in self.model.named_parameters():
+            if "lora_" in name:
+                groups["lora"].append(param)
+            elif name.endswith(".bias") and any(f".{t}." in name for t in TRAINABLE_BIASES):
+                groups["bias"].append(param)
+            elif "norm" in name:
+                groups["norm"].append(param)
+        return groups
+
+    # --- running -----------------------------------------------------------------------------
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.model.model.layers
+
+    @property
+    def aud_token_ids(self) -> list[int]:
+        return list(range(self.base_vocab_size, self.base_vocab_size + self.num_aud_tokens))
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.model.embed_tokens(input_ids)
+
+    def injection_vectors(self, tokens: dict[str, torch.Tensor], batch_size: int) -> torch.Tensor:
+        return self.injection.compute(self.layers, tokens, batch_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> logits (B, T, V + N) and last-layer hidden states before the final norm (B, T, D)."""
+        self.injection.set_vectors(vectors)
+        self.capture.full = True
+        try:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            hidden = self.capture.output
+        finally:
+            self.capture.full = False
+            self.capture.output = None
+        return logits, hidden
+
+    @contextmanager
+    def generating(self, vectors: torch.Tensor) -> Iterator[LastHiddenCapture]:
+        """Inject ``vectors`` and record the last-position hidden state of every decoding step."""
+        self.injection.set_vectors(vectors)
+        self.capture.steps = []
+        self.capture.recording = True
+        try:
+            yield self.capture
+        finally:
+            self.capture.recording = False
+            self.injection.set_vectors(None)
