@@ -138,7 +138,7 @@ def _tiny() -> M2UGenConfig:
                         rms_norm_eps=1e-5, rope_theta=10000.0, bos_token_id=1, eos_token_id=2),
         tokenizer_path=str(TINY_TOKENIZER_DIR),
         mert_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         conv_dim=(16, 16, 16, 16), conv_kernel=(10, 4, 4, 4), conv_stride=(5, 4, 4, 4),
+                         conv_dim=[16, 16, 16, 16], conv_kernel=[10, 4, 4, 4], conv_stride=[5, 4, 4, 4],
                          conv_bias=False, feat_extract_norm="group", do_stable_layer_norm=True,
                          num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, mask_time_prob=0.0),
         vit_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,

@@ -16,6 +16,7 @@ first step (d tanh(g)/dg = 1 at 0), and once they move, the adapters and prefix 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -100,12 +101,12 @@ class ModalityInjection(nn.Module):
         vectors = []
         for i in range(self.num_injected):
             attn = layers[self.first_layer + i].self_attn
-            v_proj = getattr(attn.v_proj, "base_layer", attn.v_proj)
             x = self.prefix_query[i].expand(batch_size, -1)
             token = tokens.get(self.modality_of(i))
             if token is not None:
                 x = x + token.to(x.dtype)
-            v = F.linear(x.to(v_proj.weight.dtype), v_proj.weight)  # (B, kv_heads * head_dim)
+            weight = _frozen_weight(attn.v_proj)
+            v = F.linear(x.to(weight.dtype), weight)  # (B, kv_heads * head_dim)
             head_dim = v.shape[-1] // attn.config.num_key_value_heads
             v = v.view(batch_size, -1, head_dim)
             v = v.repeat_interleave(self.num_heads // v.shape[1], dim=1)  # GQA -> one value per query head
@@ -116,14 +117,20 @@ class ModalityInjection(nn.Module):
     def set_vectors(self, vectors: torch.Tensor | None) -> None:
         self._vectors = vectors
 
-    def hook(self, index: int):
-        def add_injection(module: nn.Module, args: tuple) -> tuple | None:
-            if self._vectors is None:
-                return None
-            x = args[0]
-            return (x + self._vectors[index].unsqueeze(1).to(x.dtype),) + args[1:]
+    def add_to_input(self, index: int, module: nn.Module, args: tuple) -> tuple | None:
+        """Forward pre-hook of the ``index``-th injected layer's ``o_proj``: input (B, T, H*hd) + vector."""
+        if self._vectors is None:
+            return None
+        x = args[0]
+        return (x + self._vectors[index].unsqueeze(1).to(x.dtype),) + args[1:]
 
-        return add_injection
+
+def _frozen_weight(linear: nn.Module) -> torch.Tensor:
+    """The frozen base weight of a (possibly LoRA-wrapped, possibly merged) linear layer."""
+    base = getattr(linear, "base_layer", linear)
+    if getattr(linear, "merged", False):
+        return base.weight - sum(linear.get_delta_weight(name) for name in linear.merged_adapters)
+    return base.weight
 
 
 class LastHiddenCapture:
@@ -177,7 +184,8 @@ class M2UGenLLM(nn.Module):
                                            llama_cfg.hidden_size, config.layers_per_modality)
         layers = model.model.layers
         for i in range(self.injection.num_injected):
-            layers[self.injection.first_layer + i].self_attn.o_proj.register_forward_pre_hook(self.injection.hook(i))
+            layers[self.injection.first_layer + i].self_attn.o_proj.register_forward_pre_hook(
+                partial(self.injection.add_to_input, i))
         self.capture = LastHiddenCapture()
         layers[-1].register_forward_hook(self.capture)
         self._set_trainable_defaults()
@@ -226,6 +234,17 @@ class M2UGenLLM(nn.Module):
             elif "norm" in name:
                 groups["norm"].append(param)
         return groups
+
+    def merge_lora(self) -> None:
+        """Fold the LoRA updates into the base weights for fast inference (undo with :meth:`unmerge_lora`)."""
+        for module in self.model.modules():
+            if hasattr(module, "merge") and hasattr(module, "lora_A") and not module.merged:
+                module.merge()
+
+    def unmerge_lora(self) -> None:
+        for module in self.model.modules():
+            if hasattr(module, "unmerge") and hasattr(module, "lora_A") and module.merged:
+                module.unmerge()
 
     # --- running -----------------------------------------------------------------------------
     @property

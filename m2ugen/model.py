@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from transformers import PreTrainedTokenizerBase
+from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
 from adapters import ModalityAdapter
 from m2ugen.config import MODALITIES, M2UGenConfig
@@ -224,7 +224,8 @@ class M2UGen(nn.Module):
     def generate(self, prompts: Sequence[Sequence[int]], features: dict[str, torch.Tensor | None] | None = None,
                  present: dict[str, torch.Tensor | None] | None = None, max_new_tokens: int = 256,
                  temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
-                 project: bool = True, force_music: bool | Sequence[bool] = False) -> list[Generation]:
+                 project: bool = True, force_music: bool | Sequence[bool] = False,
+                 logits_processor: LogitsProcessorList | None = None) -> list[Generation]:
         """KV-cached decoding of B prompts (token ids, left-padded here), stopping on EOS.
 
         ``features`` are encoder outputs with batch B (see :meth:`forward`); the injection vectors are
@@ -233,6 +234,7 @@ class M2UGen(nn.Module):
         ``force_music`` (one flag, or one per prompt): when the model stopped without an [AUD] run,
         append `` [AUD0]..[AUD{N-1}]`` to its response and take the states that predict them with
         one teacher-forced pass (explicit music requests such as ``m2ugen generate``).
+        ``logits_processor`` is passed to transformers' ``generate`` (constrained decoding).
         """
         tok = self.tokenizer
         bsz = len(prompts)
@@ -254,7 +256,8 @@ class M2UGen(nn.Module):
         with self.llm.generating(vectors) as capture:
             out = self.llm.model.generate(input_ids=input_ids, attention_mask=attention_mask,
                                           max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
-                                          pad_token_id=pad, use_cache=True, **gen_kwargs)
+                                          pad_token_id=pad, use_cache=True, logits_processor=logits_processor,
+                                          **gen_kwargs)
             steps = torch.stack(capture.steps, dim=1) if capture.steps else None  # (B, S, D)
         new_tokens = out[:, width:].tolist()
         aud_ids = self.llm.aud_token_ids
