@@ -1,0 +1,1 @@
+"""Subcommands of the ``m2ugen`` command line, one module each (see :mod:`m2ugen.cli`)."""

@@ -1,0 +1,1 @@
+"""Evaluation metrics: note-level transcription scores and ABC comparison (:mod:`.transcription`)."""
