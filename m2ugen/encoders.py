@@ -28,7 +28,7 @@ from m2ugen.errors import CheckpointError, MediaError
 # Keys of MERT's config.json that HubertConfig does not know (REFERENCE.md Part B §1.4).
 _MERT_ONLY_KEYS = ("attention_relax", "deepnorm", "feature_extractor_cqt", "feature_extractor_cqt_bins",
                    "sample_rate", "auto_map", "architectures", "model_type", "_name_or_path",
-                   "transformers_version", "torch_dtype", "dtype")
+                   "transformers_version", "torch_dtype", "dtype", "tie_last_hidden_states")
 
 
 def _require_dir(path: str | Path, what: str) -> Path:

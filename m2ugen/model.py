@@ -283,3 +283,17 @@ class M2UGen(nn.Module):
                 for g, c in zip(with_states, cond):
                     g.conditioning = c
         return results
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def save_pretrained(self, path: str) -> None:
+        """Write config, trained tensors and tokenizer to ``path`` (see :mod:`m2ugen.checkpoints`)."""
+        from m2ugen.checkpoints import save_pretrained
+
+        save_pretrained(self, path)
+
+    @classmethod
+    def from_pretrained(cls, path: str, **overrides) -> "M2UGen":
+        """Load a checkpoint directory; ``overrides`` replace config fields (e.g. ``dtype``)."""
+        from m2ugen.checkpoints import load_pretrained
+
+        return load_pretrained(path, **overrides)

@@ -1,0 +1,91 @@
+"""``m2ugen convert``: released M2UGen checkpoints, Meta LLaMA and audiocraft MusicGen -> our layouts."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from m2ugen.config import M2UGenConfig
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("convert", help="convert released or foreign checkpoints",
+                                   description="Convert checkpoints into the layouts m2ugen loads.")
+    kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
+
+    rel = kinds.add_parser("released", help="a released M2UGen checkpoint.pth -> an m2ugen checkpoint directory",
+                           epilog="example: m2ugen convert released ckpts/M2UGen-MusicGen/checkpoint.pth "
+                                  "--tokenizer ckpts/LLaMA --musicgen checkpoints/musicgen-small "
+                                  "--out m2ugen-musicgen-small")
+    rel.add_argument("checkpoint", help="checkpoint.pth ({'model': state_dict}, fp16/bf16/fp32)")
+    rel.add_argument("--out", required=True, help="output directory")
+    rel.add_argument("--tokenizer", required=True, help="folder with LLaMA's tokenizer.model")
+    rel.add_argument("--preset", default="paper", help="sizes not stored in the file (default: paper; "
+                     "paper-audioldm2 for the AudioLDM2 build)")
+    rel.add_argument("--musicgen", default=None, help="local transformers MusicGen directory of the same size "
+                     "(config and processor; needed for MusicGen builds)")
+    rel.add_argument("--audioldm2", default=None, help="local AudioLDM2 pipeline directory (AudioLDM2 builds)")
+    rel.add_argument("--mert", default=None, help="local MERT directory for its config (default: built in)")
+    rel.add_argument("--vit", default=None, help="local ViT directory for its config (default: built in)")
+    rel.add_argument("--vivit", default=None, help="local ViViT directory for its config (default: built in)")
+    rel.add_argument("--params", default=None, help="LLaMA params.json, for norm_eps (default 1e-5)")
+    rel.add_argument("--conditioning", choices=("caption", "embeddings"), default="caption",
+                     help="how the decoder is conditioned: the LLM's text as the original did (default), "
+                          "or the projector's embeddings")
+    rel.set_defaults(func=run_released)
+
+    llama = kinds.add_parser("llama", help="Meta LLaMA consolidated.*.pth + params.json -> Hugging Face directory",
+                             epilog="example: m2ugen convert llama ckpts/LLaMA/7B --out checkpoints/Llama-2-7b-hf")
+    llama.add_argument("source", help="folder with consolidated.*.pth and params.json")
+    llama.add_argument("--out", required=True, help="output directory")
+    llama.add_argument("--tokenizer", default=None, help="folder with tokenizer.model (default: source or its parent)")
+    llama.add_argument("--max-positions", type=int, default=4096, help="max_position_embeddings (LLaMA-2: 4096)")
+    llama.set_defaults(func=run_llama)
+
+    mg = kinds.add_parser("musicgen", help="audiocraft MusicGen state_dict.bin -> transformers MusicGen directory",
+                          epilog="example: m2ugen convert musicgen my_run/state_dict.bin --compression "
+                                 "my_run/compression_state_dict.bin --reference checkpoints/musicgen-small "
+                                 "--out musicgen-ft")
+    mg.add_argument("state_dict", help="audiocraft state_dict.bin (the language model)")
+    mg.add_argument("--compression", default=None, help="compression_state_dict.bin")
+    mg.add_argument("--reference", required=True, help="local transformers MusicGen directory of the same size")
+    mg.add_argument("--out", required=True, help="output directory")
+    mg.set_defaults(func=run_musicgen)
+
+
+def run_released(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from m2ugen.convert.released import convert_released
+
+    base = M2UGenConfig.preset(args.preset)
+    changes = {k: v for k, v in dict(mert_path=args.mert, vit_path=args.vit, vivit_path=args.vivit).items() if v}
+    if args.musicgen:
+        changes.update(decoder="musicgen", decoder_path=args.musicgen)
+    if args.audioldm2:
+        changes.update(decoder="audioldm2", decoder_path=args.audioldm2)
+    base = dataclasses.replace(base, **changes)
+    norm_eps = float(json.loads(Path(args.params).read_text()).get("norm_eps", 1e-5)) if args.params else 1e-5
+    report = convert_released(args.checkpoint, args.out, tokenizer=args.tokenizer, base=base, norm_eps=norm_eps)
+    if args.conditioning != "caption":
+        config = M2UGenConfig.load(report.out / "config.json")
+        dataclasses.replace(config, decoder_conditioning=args.conditioning).save(report.out / "config.json")
+    print("\n".join(report.lines))
+    return 0
+
+
+def run_llama(args: argparse.Namespace) -> int:
+    from m2ugen.convert.llama import convert_meta_llama
+
+    out = convert_meta_llama(args.source, args.out, tokenizer=args.tokenizer, max_positions=args.max_positions)
+    print(f"wrote {out}")
+    return 0
+
+
+def run_musicgen(args: argparse.Namespace) -> int:
+    from m2ugen.convert.musicgen import convert_audiocraft_musicgen
+
+    notes = convert_audiocraft_musicgen(args.state_dict, args.compression, args.reference, args.out)
+    print("\n".join(notes))
+    return 0
