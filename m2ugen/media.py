@@ -1,0 +1,441 @@
+"""Turn user media into checked arrays, or raise :class:`~m2ugen.errors.MediaError`.
+
+* :func:`load_audio`: WAV/FLAC/OGG/MP3 (soundfile), anything else FFmpeg reads (PyAV), an array or
+  an :class:`~m2ugen.audio.Audio` -> float32 mono (S,) at the requested rate (soxr).
+* :func:`load_image`: a path, a PIL image or an array, any PIL mode -> uint8 RGB (H, W, 3).
+* :func:`load_video`: a path -> uint8 (F, H, W, 3), F frames (32 for ViViT) spaced evenly over the
+  whole clip; PyAV is the reference backend, decord an optional faster one.
+
+Every error names the file and the reason. This module does no model preprocessing (resizing,
+normalisation): that belongs to the encoders.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from m2ugen.audio import Audio
+from m2ugen.errors import MediaError
+
+# Shorter audio than this carries no usable music (MERT's receptive field is ~25 ms; a chroma
+# frame is 128 ms). One-sample "audio" is a corrupt or mis-converted file, not music.
+MIN_AUDIO_SECONDS = 0.1
+# Default upper bound, checked on the duration the header declares, before any decoding.
+MAX_AUDIO_SECONDS = 3600.0
+# Peak amplitude below which audio counts as silent (-120 dBFS).
+SILENCE_PEAK = 1e-6
+# Smallest accepted image side in pixels: below this an image (icon, tracking pixel) holds no
+# content that survives the upscaling to ViT's 224 px.
+MIN_IMAGE_SIDE = 8
+# ViViT reads motion across its frames, so a still image posing as a video is refused.
+MIN_VIDEO_FRAMES = 2
+
+PathLike = str | os.PathLike
+
+
+class SilentAudioWarning(UserWarning):
+    """The audio is all (near) silence: the model will hear nothing."""
+
+
+# --------------------------------------------------------------------------------------------
+# shared file checks
+
+
+def _check_file(path: Path, kind: str) -> None:
+    """Raise MediaError unless ``path`` is an existing, readable, non-empty regular file."""
+    if not path.exists():
+        raise MediaError(f"{path}: {kind} file not found")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a directory, not a {kind} file")
+    if not path.is_file():
+        raise MediaError(f"{path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise MediaError(f"{path}: not readable (permission denied)")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+
+
+# --------------------------------------------------------------------------------------------
+# audio
+
+
+def load_audio(
+    source: PathLike | np.ndarray | Audio,
+    target_sr: int,
+    *,
+    sample_rate: int | None = None,
+    max_seconds: float | None = MAX_AUDIO_SECONDS,
+    min_seconds: float = MIN_AUDIO_SECONDS,
+) -> np.ndarray:
+    """Load audio as float32 mono at ``target_sr``.
+
+    Args:
+        source: a file path; an array (S,) or (C, S) (then ``sample_rate`` is required); or an
+            :class:`Audio`.
+        target_sr: output rate in Hz (24000 for MERT, 32000 for MusicGen).
+        sample_rate: rate of an array ``source`` in Hz.
+        max_seconds: longest accepted input; checked on the header's declared duration before
+            decoding, so a huge file fails at once. None: no limit.
+        min_seconds: shortest accepted input.
+
+    Returns:
+        float32 (S,) mono samples at ``target_sr``.
+
+    Raises:
+        MediaError: missing, a directory, empty, unreadable or corrupt (including a truncated WAV),
+            not audio, zero length, shorter than ``min_seconds``, longer than ``max_seconds``, or
+            holding NaN/inf samples.
+
+    Warns:
+        SilentAudioWarning: every sample is (near) zero.
+    """
+    if isinstance(source, Audio):
+        name, samples, sr = "<audio>", source.samples, source.sample_rate
+    elif isinstance(source, np.ndarray) or hasattr(source, "__array__") and not isinstance(source, (str, os.PathLike)):
+        if sample_rate is None:
+            raise MediaError("<array>: pass sample_rate= with an array input")
+        name, samples, sr = "<array>", _channels_first(np.asarray(source, dtype=np.float32)), int(sample_rate)
+        if sr <= 0:
+            raise MediaError(f"<array>: sample_rate must be positive, got {sample_rate}")
+    else:
+        path = Path(source)
+        name = str(path)
+        samples, sr = _read_audio_file(path, max_seconds)
+    return _finish_audio(name, samples, sr, target_sr, max_seconds=max_seconds, min_seconds=min_seconds)
+
+
+def _channels_first(x: np.ndarray) -> np.ndarray:
+    """(S,) or (C, S) as is; an (S, C) array with few channels (soundfile's layout) is transposed."""
+    if x.ndim == 2 and x.shape[1] <= 8 < x.shape[0]:
+        return x.T
+    if x.ndim not in (1, 2):
+        raise MediaError(f"<array>: audio must be (S,) or (C, S), got shape {x.shape}")
+    return x
+
+
+def _finish_audio(name: str, x: np.ndarray, sr: int, target_sr: int, *, max_seconds: float | None,
+                  min_seconds: float) -> np.ndarray:
+    import soxr
+
+    mono = x if x.ndim == 1 else x.mean(axis=0)
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if mono.size == 0:
+        raise MediaError(f"{name}: contains no audio (zero length)")
+    if not np.isfinite(mono).all():
+        raise MediaError(f"{name}: contains non-finite samples (NaN or inf)")
+    seconds = mono.size / sr
+    if seconds < min_seconds:
+        raise MediaError(f"{name}: too short ({mono.size} samples = {seconds:.4f} s; minimum {min_seconds} s)")
+    if max_seconds is not None and seconds > max_seconds:
+        raise MediaError(f"{name}: longer than the limit ({seconds:.1f} s > {max_seconds} s)")
+    if float(np.abs(mono).max()) < SILENCE_PEAK:
+        warnings.warn(f"{name}: audio is silent (peak below {SILENCE_PEAK})", SilentAudioWarning, stacklevel=3)
+    if sr != target_sr:
+        mono = soxr.resample(mono, sr, target_sr).astype(np.float32, copy=False)
+    return mono
+
+
+def _read_audio_file(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 (C, S) and its rate; soundfile first, PyAV for everything else."""
+    import soundfile as sf
+
+    _check_file(path, "audio")
+    _check_wav_header(path, max_seconds)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return _read_audio_pyav(path, max_seconds)
+    if info.frames == 0:
+        raise MediaError(f"{path}: contains no audio (zero length)")
+    if max_seconds is not None and info.duration > max_seconds:
+        raise MediaError(f"{path}: longer than the limit ({info.duration:.1f} s > {max_seconds} s)")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise MediaError(f"{path}: unreadable or corrupt audio ({err})") from err
+    return data.T, int(sr)
+
+
+def _check_wav_header(path: Path, max_seconds: float | None) -> None:
+    """For RIFF/WAVE files, compare the declared data size with the file and the duration limit.
+
+    libsndfile silently clamps a truncated WAV to what is present, so the header is read here.
+    """
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        byte_rate = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                raise MediaError(f"{path}: truncated or corrupt WAV (no data chunk)")
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"fmt ":
+                fmt = f.read(size + (size & 1))
+                if len(fmt) < 16:
+                    raise MediaError(f"{path}: truncated or corrupt WAV (short fmt chunk)")
+                byte_rate = struct.unpack("<I", fmt[8:12])[0]
+            elif cid == b"data":
+                break
+            else:
+                f.seek(size + (size & 1), os.SEEK_CUR)
+        present = path.stat().st_size - f.tell()
+    if size in (0, 0xFFFFFFFF) or not byte_rate:
+        return  # streamed WAV without a declared length: soundfile decides
+    declared = size / byte_rate
+    if max_seconds is not None and declared > max_seconds:
+        raise MediaError(f"{path}: longer than the limit (header declares {declared:.1f} s > {max_seconds} s)")
+    if present < size:
+        raise MediaError(f"{path}: truncated WAV (header declares {size} data bytes, file holds {present})")
+
+
+def _read_audio_pyav(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as err:
+        raise MediaError(f"{path}: not a supported audio file ({err.__class__.__name__})") from err
+    with container:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: has no audio stream")
+        stream = container.streams.audio[0]
+        if max_seconds is not None and container.duration is not None:
+            declared = container.duration / av.time_base
+            if declared > max_seconds:
+                raise MediaError(f"{path}: longer than the limit (header declares {declared:.1f} s > {max_seconds} s)")
+        sr = stream.codec_context.sample_rate or stream.sample_rate
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        limit = None if max_seconds is None else int(max_seconds * sr) + 1
+        chunks: list[np.ndarray] = []
+        total = 0
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    total += chunk.size
+                if limit is not None and total > limit:
+                    raise MediaError(f"{path}: longer than the limit ({max_seconds} s)")
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as err:
+            raise MediaError(f"{path}: unreadable or corrupt audio ({err})") from err
+    if not chunks:
+        raise MediaError(f"{path}: contains no audio (zero length)")
+    return np.concatenate(chunks)[None, :].astype(np.float32, copy=False), int(sr)
+
+
+# --------------------------------------------------------------------------------------------
+# images
+
+
+def load_image(source: PathLike | Any, *, min_side: int = MIN_IMAGE_SIDE) -> np.ndarray:
+    """Load an image as uint8 RGB (H, W, 3).
+
+    Args:
+        source: a path, a ``PIL.Image.Image`` or an array (H, W), (H, W, 1|3|4); float arrays are
+            taken as [0, 1].
+        min_side: smallest accepted width and height in pixels.
+
+    Any PIL mode is accepted: CMYK, L, LA, P (with or without transparency), RGBA, I;16, F.
+    Transparent pixels are composited onto white; EXIF orientation is applied.
+
+    Raises:
+        MediaError: missing, a directory, empty, not an image, truncated, smaller than
+            ``min_side`` on a side, or an array of the wrong shape or with NaN/inf.
+    """
+    from PIL import Image, ImageOps
+
+    if isinstance(source, Image.Image):
+        name, image = "<image>", source
+    elif isinstance(source, np.ndarray):
+        name, image = "<array>", _array_to_pil(source)
+    else:
+        path = Path(source)
+        name = str(path)
+        _check_file(path, "image")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+        except Image.DecompressionBombError as err:
+            raise MediaError(f"{path}: image too large ({err})") from err
+        except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            raise MediaError(f"{path}: not a readable image ({err})") from err
+    width, height = image.size
+    if width < min_side or height < min_side:
+        raise MediaError(f"{name}: image too small ({width}x{height}; minimum {min_side}x{min_side} pixels)")
+    return np.asarray(_to_rgb(image), dtype=np.uint8)
+
+
+def _array_to_pil(x: np.ndarray):
+    from PIL import Image
+
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[:, :, 0]
+    if not (x.ndim == 2 or (x.ndim == 3 and x.shape[2] in (3, 4))):
+        raise MediaError(f"<array>: image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {x.shape}")
+    if x.dtype != np.uint8:
+        x = x.astype(np.float64)
+        if not np.isfinite(x).all():
+            raise MediaError("<array>: image contains non-finite values (NaN or inf)")
+        scale = 255.0 if x.max(initial=0.0) <= 1.0 else 1.0
+        x = np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
+    return Image.fromarray(x)
+
+
+def _to_rgb(image):
+    """Any PIL mode -> RGB; alpha is composited on white, high-bit-depth modes are rescaled."""
+    from PIL import Image
+
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        x = np.asarray(image, dtype=np.float64)
+        lo, hi = float(x.min()), float(x.max())
+        x = (x - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(x)
+        image = Image.fromarray(x.astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+# --------------------------------------------------------------------------------------------
+# video
+
+
+def frame_indices(num_available: int, num_frames: int) -> np.ndarray:
+    """Evenly spaced frame indices: the centre of each of ``num_frames`` equal parts of the clip.
+
+    Deterministic; a clip with fewer frames than asked repeats each frame about equally often.
+    """
+    positions = (np.arange(num_frames) + 0.5) * num_available / num_frames
+    return np.minimum(positions.astype(np.int64), num_available - 1)
+
+
+def load_video(
+    path: PathLike,
+    num_frames: int = 32,
+    *,
+    max_seconds: float | None = MAX_AUDIO_SECONDS,
+    backend: str = "pyav",
+) -> np.ndarray:
+    """Load ``num_frames`` RGB frames spread evenly over a whole video clip.
+
+    Only the selected frames are kept while decoding, so memory does not grow with the clip.
+
+    Args:
+        path: a video file (anything FFmpeg reads: mp4, webm, mkv, avi, gif, ...).
+        num_frames: frames to return (ViViT-B 16x2 takes exactly 32).
+        max_seconds: longest accepted clip, checked on the declared duration. None: no limit.
+        backend: "pyav" (reference) or "decord" (faster on long clips; x86-64 Linux only; its
+            FFmpeg may round colours differently by a few levels).
+
+    Returns:
+        uint8 (num_frames, H, W, 3).
+
+    Raises:
+        MediaError: missing, a directory, empty, not a video, no video stream, fewer than 2 frames,
+            longer than ``max_seconds``, or corrupt.
+    """
+    path = Path(path)
+    _check_file(path, "video")
+    if num_frames < 1:
+        raise MediaError(f"{path}: num_frames must be >= 1, got {num_frames}")
+    if backend == "decord":
+        return _load_video_decord(path, num_frames, max_seconds)
+    if backend != "pyav":
+        raise MediaError(f"{path}: unknown video backend {backend!r}; use 'pyav' or 'decord'")
+    import av
+
+    count = _count_video_frames(path, max_seconds)
+    try:
+        selected, decoded = _decode_selected(path, frame_indices(count, num_frames))
+        if selected is None and decoded >= MIN_VIDEO_FRAMES:
+            # Fewer frames decoded than packets were counted: select again from those that exist.
+            selected, decoded = _decode_selected(path, frame_indices(decoded, num_frames))
+    except av.FFmpegError as err:
+        raise MediaError(f"{path}: unreadable or corrupt video ({err})") from err
+    if selected is None:
+        raise MediaError(f"{path}: corrupt video (only {decoded} frame(s) could be decoded)")
+    return selected
+
+
+def _count_video_frames(path: Path, max_seconds: float | None) -> int:
+    """Frames in the first video stream, counted from packets (no decoding), after the checks."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as err:
+        raise MediaError(f"{path}: not a supported video file ({err.__class__.__name__})") from err
+    with container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: has no video stream (0 frames)")
+        stream = container.streams.video[0]
+        if max_seconds is not None and container.duration is not None:
+            declared = container.duration / av.time_base
+            if declared > max_seconds:
+                raise MediaError(f"{path}: longer than the limit (header declares {declared:.1f} s > {max_seconds} s)")
+        try:
+            count = sum(1 for packet in container.demux(stream) if packet.size)
+        except av.FFmpegError as err:
+            raise MediaError(f"{path}: unreadable or corrupt video ({err})") from err
+    if count < MIN_VIDEO_FRAMES:
+        raise MediaError(f"{path}: video has {count} frame(s); at least {MIN_VIDEO_FRAMES} are needed "
+                         "(the video encoder reads motion between frames)")
+    return count
+
+
+def _decode_selected(path: Path, indices: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """Decode sequentially, converting only the frames in ``indices`` (sorted, may repeat).
+
+    Returns (uint8 (len(indices), H, W, 3), frames decoded), or (None, frames in the clip) when
+    the clip ends before the last wanted index.
+    """
+    import av
+
+    wanted = np.unique(indices)
+    kept: dict[int, np.ndarray] = {}
+    decoded = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        target = iter(wanted.tolist())
+        next_index = next(target)
+        for i, frame in enumerate(container.decode(stream)):
+            decoded = i + 1
+            if i == next_index:
+                kept[i] = frame.to_ndarray(format="rgb24")
+                next_index = next(target, None)
+                if next_index is None:
+                    break
+    if len(kept) < len(wanted):
+        return None, decoded
+    return np.stack([kept[int(i)] for i in indices]), decoded
+
+
+def _load_video_decord(path: Path, num_frames: int, max_seconds: float | None) -> np.ndarray:
+    try:
+        import decord
+    except ImportError as err:
+        raise MediaError(f"{path}: backend 'decord' is not installed (pip install 'm2ugen[video]')") from err
+    _count_video_frames(path, max_seconds)  # same checks and error messages as the reference backend
+    try:
+        reader = decord.VideoReader(str(path), num_threads=1)
+        count = len(reader)
+        if count < MIN_VIDEO_FRAMES:
+            raise MediaError(f"{path}: video has {count} frame(s); at least {MIN_VIDEO_FRAMES} are needed")
+        return reader.get_batch(frame_indices(count, num_frames).tolist()).asnumpy()
+    except decord.DECORDError as err:
+        raise MediaError(f"{path}: unreadable or corrupt video ({err})") from err
