@@ -16,6 +16,13 @@ from m2ugen.errors import M2UGenError
 
 # Subcommand modules, in the order they appear in ``m2ugen --help``.
 COMMANDS: tuple[str, ...] = (
+    "m2ugen.commands.chat",
+    "m2ugen.commands.generate",
+    "m2ugen.commands.caption",
+    "m2ugen.commands.edit",
+    "m2ugen.commands.serve",
+    "m2ugen.commands.transcribe",
+    "m2ugen.commands.convert",
 )
 
 

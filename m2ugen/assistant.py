@@ -1,0 +1,424 @@
+"""The Assistant: a chat turn -> routed task -> M2UGen (LLM + projector) -> music decoder -> Reply.
+
+::
+
+    bot = Assistant.demo()                       # tiny, random, untrained: for trying the plumbing
+    reply = bot.chat("Compose a calm piano melody", seconds=5)
+    reply.audio.save("calm.wav")
+    reply = bot.chat("Make it slower")           # edits the music just generated
+    bot.reset()                                  # forget the history and the music
+
+Each turn is routed by :func:`m2ugen.routing.route` (or forced with ``task=``). Earlier turns are part
+of the LLM prompt (:func:`m2ugen.prompt.encode_dialogue`, oldest dropped first when the context is
+full). Audio carries over between turns: the music of the last turn that attached or produced audio
+is what the next turn hears and what an edit changes. Images and videos belong to their own turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from m2ugen.audio import Audio
+from m2ugen.config import M2UGenConfig
+from m2ugen.errors import ConfigError, MediaError
+from m2ugen.model import Generation, M2UGen
+from m2ugen.prompt import Turn, encode_dialogue, with_aud_tokens
+from m2ugen.routing import TASKS, route
+
+logger = logging.getLogger(__name__)
+
+DEMO_LABEL = "[untrained demo model: random weights, the output is noise]"
+MediaInput = str | os.PathLike | np.ndarray | Audio | Image.Image | None
+# Longest music one call may ask for; longer pieces are possible through the decoders directly.
+MAX_SECONDS = 600.0
+# An edit without ``seconds`` keeps the source's length, up to this many seconds.
+MAX_DEFAULT_EDIT_SECONDS = 30.0
+
+
+@dataclass
+class ChatSettings:
+    """Sampling and music settings of a turn.
+
+    Attributes:
+        max_new_tokens: longest text response, in tokens.
+        temperature: LLM sampling temperature; 0 is greedy decoding.
+        top_p: nucleus sampling mass (used when ``temperature > 0``).
+        seconds: length of generated music; None: 10 s, or for an edit the source's length (at most
+            30 s).
+        guidance_scale: classifier-free guidance of the music decoder.
+        seed: seeds the LLM sampling and the decoder; None: not reproducible.
+    """
+
+    max_new_tokens: int = 256
+    temperature: float = 0.6
+    top_p: float = 0.8
+    seconds: float | None = None
+    guidance_scale: float = 3.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if not 0.0 <= self.temperature <= 10.0:
+            raise ConfigError(f"temperature must be between 0 and 10, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.seconds is not None and not (np.isfinite(self.seconds) and 0.0 < self.seconds <= MAX_SECONDS):
+            raise ConfigError(f"seconds must be in (0, {MAX_SECONDS:g}], got {self.seconds}")
+        if not (np.isfinite(self.guidance_scale) and self.guidance_scale >= 1.0):
+            raise ConfigError(f"guidance_scale must be at least 1, got {self.guidance_scale}")
+
+
+@dataclass
+class Reply:
+    """The assistant's answer to one turn.
+
+    Attributes:
+        text: the text response (for a transcription: the ABC score).
+        task: what the turn did: "answer", "generate", "edit" or "transcribe".
+        audio: generated music, or None for a text-only turn.
+        midi_path: the MIDI file of a transcription, else None.
+        abc: the ABC score of a transcription, else None.
+    """
+
+    text: str
+    task: str
+    audio: Audio | None = None
+    midi_path: Path | None = None
+    abc: str | None = None
+
+
+@dataclass
+class Conversation:
+    """What an :class:`Assistant` remembers between turns.
+
+    Attributes:
+        history: earlier turns, oldest first (their responses end with [AUD] tokens when they made music).
+        last_audio: the music the conversation is about: the last attached or generated audio.
+        last_prompt_ids: the token ids of the last prompt given to the LLM (for inspection).
+    """
+
+    history: list[Turn] = field(default_factory=list)
+    last_audio: Audio | None = None
+    last_prompt_ids: list[int] | None = None
+
+
+@dataclass
+class _Inputs:
+    """One request's media, loaded: audio as Audio at the decoder rate, image RGB, video (F, H, W, 3)."""
+
+    audio: Audio | None = None
+    image: np.ndarray | None = None
+    video: np.ndarray | None = None
+
+
+class Assistant:
+    """Any-to-music chat: music QA and captioning, text/image/video -> music, editing, transcription.
+
+    Args:
+        model: the M2UGen network (LLM, encoders, adapters, projector).
+        decoder: a :class:`~m2ugen.decoders.base.MusicDecoder` matching ``model.config``.
+        untrained: the weights are random (:meth:`demo`); replies are labelled as such.
+        output_dir: where transcriptions write their MIDI files (default: a new temporary folder).
+        progress: show tqdm progress bars for the stages of a turn.
+    """
+
+    def __init__(self, model: M2UGen, decoder: Any, *, untrained: bool = False,
+                 output_dir: str | os.PathLike | None = None, progress: bool = False) -> None:
+        self.model = model.eval()
+        self.decoder = decoder
+        self.config: M2UGenConfig = model.config
+        self.untrained = untrained
+        self.progress = progress
+        self._output_dir = Path(output_dir) if output_dir is not None else None
+        self.conversation = Conversation()
+        self._num_files = 0
+        if untrained:
+            logger.warning("Assistant.demo(): a tiny model with random, untrained weights; "
+                           "its text and music are noise")
+
+    # --- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, device: str | torch.device | None = None,
+                        **kwargs: Any) -> "Assistant":
+        """Load a checkpoint directory written by :meth:`M2UGen.save_pretrained` and its decoder."""
+        from m2ugen.checkpoints import load_pretrained
+
+        model = load_pretrained(path)
+        if device is not None:
+            model.to(device)
+        return cls(model, _build_decoder(model.config, device), **kwargs)
+
+    @classmethod
+    def demo(cls, **kwargs: Any) -> "Assistant":
+        """The bundled tiny model: every real architecture at toy size with random, untrained weights.
+
+        It runs on a CPU in seconds and exercises the whole pipeline, but its text and music are noise.
+        """
+        config = M2UGenConfig.preset("tiny")
+        model = M2UGen.from_config(config)
+        return cls(model, _build_decoder(config, None), untrained=True, **kwargs)
+
+    # --- state ---------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the conversation: history, the carried-over audio and the last prompt."""
+        self.conversation = Conversation()
+
+    @property
+    def history(self) -> list[Turn]:
+        return self.conversation.history
+
+    @property
+    def last_audio(self) -> Audio | None:
+        return self.conversation.last_audio
+
+    @property
+    def output_dir(self) -> Path:
+        if self._output_dir is None:
+            self._output_dir = Path(tempfile.mkdtemp(prefix="m2ugen-"))
+        return self._output_dir
+
+    # --- chat ----------------------------------------------------------------------------------
+    def chat(self, text: str, audio: MediaInput = None, image: MediaInput = None, video: MediaInput = None, *,
+             task: str = "auto", seconds: float | None = None, **settings: Any) -> Reply:
+        """Answer one turn of the conversation.
+
+        Args:
+            text: the user's message.
+            audio: a file path or an :class:`Audio`; becomes the conversation's music. Without it,
+                the music of an earlier turn (attached or generated) is used.
+            image: a file path, a PIL image or an (H, W, 3) array, for this turn only.
+            video: a file path or an (F, H, W, 3) uint8 array, for this turn only.
+            task: "auto" (route by :func:`m2ugen.routing.route`) or one of "answer", "generate",
+                "edit", "transcribe".
+            seconds: music length (see :class:`ChatSettings`).
+            **settings: other :class:`ChatSettings` fields (temperature, top_p, seed, ...).
+
+        Returns:
+            A :class:`Reply`; ``audio`` is set for "generate" and "edit" turns.
+
+        Raises:
+            MediaError: an input is missing, unreadable or unusable, or an edit/transcription has no audio.
+            ConfigError: a setting is out of range, or the task is unknown.
+        """
+        opts = ChatSettings(seconds=seconds, **settings)
+        text = _check_text(text)
+        inputs = self._load_inputs(audio, image, video)
+        source = inputs.audio if inputs.audio is not None else self.last_audio
+        if task == "auto":
+            task = route(text, has_audio=source is not None, has_image=inputs.image is not None,
+                         has_video=inputs.video is not None, audio_attached=inputs.audio is not None)
+        elif task not in TASKS:
+            raise ConfigError(f"unknown task {task!r}; choose auto, {', '.join(TASKS)}")
+        if task in ("edit", "transcribe") and source is None:
+            raise MediaError(f"nothing to {task}: attach audio (or generate music first)")
+        if task == "transcribe":
+            return self._transcribe(text, source)
+
+        stages = tqdm(total=3, desc=task, unit="stage", disable=not self.progress, leave=False)
+        with stages:
+            stages.set_postfix_str("encoding inputs")
+            features, present = self._features([replace(inputs, audio=source)])
+            stages.update()
+            stages.set_postfix_str("language model")
+            max_prompt = self._max_prompt_tokens(opts)
+            ids, _ = encode_dialogue(self.model.tokenizer, text, history=self.history, max_tokens=max_prompt)
+            self.conversation.last_prompt_ids = ids
+            gen = self.model.generate([ids], features=features, present=present, max_new_tokens=opts.max_new_tokens,
+                                      temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
+                                      force_music=task in ("generate", "edit"))[0]
+            stages.update()
+            audio_out = None
+            if gen.conditioning is not None:  # "generate"/"edit", or a trained model chose to make music
+                task = task if task != "answer" else "generate"
+                stages.set_postfix_str("music decoder")
+                seconds_out = _music_seconds(opts.seconds, source if task == "edit" else None)
+                audio_out = self._decode([gen], [text], seconds_out, opts, source if task == "edit" else None)[0]
+            stages.update()
+        # The conversation changes only once the turn has succeeded.
+        response = gen.text
+        remembered = with_aud_tokens(response, self.config.num_aud_tokens) if audio_out is not None else response
+        self.history.append(Turn(text, remembered))
+        self.conversation.last_audio = audio_out if audio_out is not None else source
+        return Reply(text=self._label(response), task=task, audio=audio_out)
+
+    # --- batched generation ----------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str], *, audio: Sequence[MediaInput] | None = None,
+                 image: Sequence[MediaInput] | None = None, video: Sequence[MediaInput] | None = None,
+                 seconds: float | None = None, **settings: Any) -> list[Reply]:
+        """Music for many prompts at once: one batched LLM pass and one batched decoder call.
+
+        Independent of the conversation (history and carried-over audio are neither used nor
+        changed). ``audio``/``image``/``video`` are None or one entry (possibly None) per prompt;
+        audio here is heard by the LLM only (use :meth:`chat` to edit).
+
+        Returns:
+            One :class:`Reply` per prompt, each with ``audio`` of ``seconds`` (default 10 s).
+        """
+        opts = ChatSettings(seconds=seconds, **settings)
+        texts = [_check_text(t) for t in prompts]
+        if not texts:
+            raise ConfigError("generate: give at least one prompt")
+        columns = {}
+        for name, items in (("audio", audio), ("image", image), ("video", video)):
+            items = [None] * len(texts) if items is None else list(items)
+            if len(items) != len(texts):
+                raise ConfigError(f"generate: {len(items)} {name} inputs for {len(texts)} prompts")
+            columns[name] = items
+        inputs = [self._load_inputs(a, i, v) for a, i, v in zip(columns["audio"], columns["image"], columns["video"])]
+        with tqdm(total=3, desc="generate", unit="stage", disable=not self.progress, leave=False) as stages:
+            features, present = self._features(inputs)
+            stages.update()
+            max_prompt = self._max_prompt_tokens(opts)
+            ids = [encode_dialogue(self.model.tokenizer, t, max_tokens=max_prompt)[0] for t in texts]
+            gens = self.model.generate(ids, features=features, present=present, max_new_tokens=opts.max_new_tokens,
+                                       temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
+                                       force_music=True)
+            stages.update()
+            audios = self._decode(gens, texts, _music_seconds(opts.seconds, None), opts, None)
+            stages.update()
+        return [Reply(text=self._label(g.text), task="generate", audio=a) for g, a in zip(gens, audios)]
+
+    # --- steps ---------------------------------------------------------------------------------
+    def _load_inputs(self, audio: MediaInput, image: MediaInput, video: MediaInput) -> _Inputs:
+        from m2ugen.media import load_audio, load_image, load_video
+
+        cfg = self.config
+        out = _Inputs()
+        if audio is not None:
+            if isinstance(audio, np.ndarray):
+                raise MediaError("pass audio as a file path or an Audio(samples, sample_rate), not a bare array")
+            rate = self.decoder.sample_rate
+            out.audio = Audio(load_audio(audio, rate, max_seconds=cfg.max_audio_seconds), rate)
+        if image is not None:
+            out.image = load_image(image)
+        if video is not None:
+            out.video = _video_frames(video, cfg.num_video_frames) if isinstance(video, np.ndarray) else \
+                load_video(video, cfg.num_video_frames, max_seconds=cfg.max_audio_seconds)
+        return out
+
+    def _features(self, batch: Sequence[_Inputs]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Encoder features {modality: (B, N, D)} and presence flags {modality: (B,)} of a batch.
+
+        Rows without a modality get zero features and a False flag (their adapter token is zeroed).
+        """
+        from m2ugen.media import SilentAudioWarning, load_audio
+
+        model, cfg = self.model, self.config
+
+        def to_mert_rate(audio: Audio) -> np.ndarray:
+            with warnings.catch_warnings():  # a silent input was reported when it was loaded
+                warnings.simplefilter("ignore", SilentAudioWarning)
+                return load_audio(audio, cfg.audio_sample_rate, max_seconds=cfg.max_audio_seconds)
+
+        encode = {
+            "audio": lambda items: model.encode_audio([to_mert_rate(a) for a in items]),
+            "image": lambda items: model.encode_images([Image.fromarray(i) for i in items]),
+            "video": lambda items: model.encode_videos(items),
+        }
+        features, present = {}, {}
+        for modality, fn in encode.items():
+            rows = [i for i, item in enumerate(batch) if getattr(item, modality) is not None]
+            if not rows:
+                continue
+            with torch.no_grad():
+                encoded = fn([getattr(batch[i], modality) for i in rows])
+            full = encoded.new_zeros(len(batch), *encoded.shape[1:])
+            full[rows] = encoded
+            flags = torch.zeros(len(batch), dtype=torch.bool)
+            flags[rows] = True
+            features[modality], present[modality] = full, flags
+        return features, present
+
+    def _max_prompt_tokens(self, opts: ChatSettings) -> int:
+        room = self.config.max_context - opts.max_new_tokens
+        if room < 16:
+            raise ConfigError(f"max_new_tokens={opts.max_new_tokens} leaves no room for the prompt in the "
+                              f"context of {self.config.max_context} tokens")
+        return room
+
+    def _decode(self, gens: Sequence[Generation], texts: Sequence[str], seconds: float, opts: ChatSettings,
+                source: Audio | None) -> list[Audio]:
+        """Music for each generation: from the projector output, or in caption mode from the LLM's text.
+
+        In caption mode an empty response (only [AUD] tokens) falls back to the user's request.
+        ``source`` (an edit) conditions the decoder on the source audio too.
+        """
+        decoder = self.decoder
+        if source is not None and not decoder.supports_source_audio:
+            raise ConfigError(f"the {decoder.kind} decoder cannot condition on source audio, so it cannot edit")
+        kwargs = dict(guidance_scale=opts.guidance_scale, seed=opts.seed, source_audio=source)
+        if self.config.decoder_conditioning == "caption":
+            captions = [g.text or t for g, t in zip(gens, texts)]
+            return decoder.caption_generate(captions, seconds, **kwargs)
+        cond = torch.stack([g.conditioning for g in gens])
+        shape = tuple(decoder.conditioning_shape)
+        if cond[0].numel() != int(np.prod(shape)):
+            raise ConfigError(f"the projector produces {tuple(cond.shape[1:])} but the {decoder.kind} decoder "
+                              f"takes {shape}: projector and decoder do not match")
+        return decoder.generate(cond.reshape(len(gens), *shape).float().cpu(), seconds, **kwargs)
+
+    def _transcribe(self, text: str, source: Audio) -> Reply:
+        from m2ugen.transcribe import transcribe
+
+        with tqdm(total=round(source.duration, 1), desc="transcribe", unit="s", disable=not self.progress,
+                  leave=False) as bar:
+            result = transcribe(source.mono(), sample_rate=source.sample_rate,
+                                on_progress=lambda done, total: bar.update(round(done, 1) - bar.n))
+        self._num_files += 1
+        midi_path = result.save_midi(self.output_dir / f"transcription-{self._num_files}.mid", overwrite=True)
+        self.history.append(Turn(text, result.message))
+        self.conversation.last_audio = source
+        return Reply(text=result.abc, task="transcribe", midi_path=midi_path, abc=result.abc)
+
+    def _label(self, text: str) -> str:
+        return f"{DEMO_LABEL} {text}".rstrip() if self.untrained else text
+
+
+def _check_text(text: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("the message is empty: write what you want")
+    return text.strip()
+
+
+def _music_seconds(seconds: float | None, source: Audio | None) -> float:
+    """The requested length, else 10 s for new music or the source's length (at most 30 s) for an edit."""
+    if seconds is not None:
+        return float(seconds)
+    if source is not None:
+        return min(source.duration, MAX_DEFAULT_EDIT_SECONDS)
+    return 10.0
+
+
+def _video_frames(clip: np.ndarray, num_frames: int) -> np.ndarray:
+    """An in-memory clip (F, H, W, 3) uint8 -> ``num_frames`` frames spaced evenly over it."""
+    from m2ugen.media import MIN_VIDEO_FRAMES, frame_indices
+
+    if clip.ndim != 4 or clip.shape[-1] != 3:
+        raise MediaError(f"<video array>: must be (frames, height, width, 3), got shape {clip.shape}")
+    if clip.shape[0] < MIN_VIDEO_FRAMES:
+        raise MediaError(f"<video array>: has {clip.shape[0]} frame(s); at least {MIN_VIDEO_FRAMES} are needed")
+    return np.asarray(clip[frame_indices(clip.shape[0], num_frames)], dtype=np.uint8)
+
+
+def _build_decoder(config: M2UGenConfig, device: str | torch.device | None) -> Any:
+    """The music decoder ``config`` names: a local checkpoint folder, or "tiny" for a tiny random one."""
+    from m2ugen.decoders import load_decoder
+
+    if config.decoder_path is None:
+        raise ConfigError(f"config {config.name!r} names no decoder_path for its {config.decoder} decoder")
+    if config.decoder_path == "tiny":
+        return load_decoder(config.decoder, "tiny")
+    return load_decoder(config.decoder, config.decoder_path, device=device or "cpu")
