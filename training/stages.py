@@ -1,0 +1,78 @@
+"""The three training stages as data: what trains, which losses, which data (DESIGN.md §4).
+
+The trainable sets are parameter-group kinds of :meth:`m2ugen.model.M2UGen.parameter_groups`
+(adapters, projector, gate, prefix_query, bias, norm, lora, new_tokens). Unlike the original, the
+gates train (REFERENCE.md Part A §1.4) and only the 8 new token rows of the embedding train, never the
+whole vocabulary. The same names decide what ``requires_grad``, what the optimizer sees and what a
+checkpoint stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    trainable: tuple[str, ...]
+    ce_weight: float
+    mse_weight: float
+    tasks: tuple[str, ...]  # manifest tasks the stage is meant for
+    summary: str
+
+
+STAGES: dict[str, StageSpec] = {
+    "stage1": StageSpec(
+        name="stage1",
+        trainable=("adapters", "gate", "prefix_query", "bias", "norm", "lora", "new_tokens"),
+        ce_weight=1.0, mse_weight=0.0, tasks=("caption",),
+        summary="encoder side: audio/image/video captions -> text (MUCaps, COCO, MUVideo captions)"),
+    "stage2": StageSpec(
+        name="stage2",
+        trainable=("projector", "new_tokens", "bias", "lora"),
+        ce_weight=1.0, mse_weight=1.0, tasks=("generate",),
+        summary="decoder side: caption -> caption + [AUD], MSE to the decoder's own conditioning (MUCaps)"),
+    "stage3": StageSpec(
+        name="stage3",
+        trainable=("adapters", "projector", "gate", "lora"),
+        ce_weight=1.0, mse_weight=1.0, tasks=("qa", "text", "generate", "edit"),
+        summary="instruction tuning: MusicQA, Alpaca, MUImage, MUVideo, MUEdit"),
+}
+
+# Kinds whose parameters are offsets, scales or rows that must not shrink towards zero.
+NO_DECAY_KINDS: tuple[str, ...] = ("bias", "norm", "gate", "prefix_query", "new_tokens")
+
+
+def named_groups(model: nn.Module) -> dict[str, list[str]]:
+    """Parameter names per kind of ``model.parameter_groups()``."""
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    return {kind: [name_of[id(p)] for p in params] for kind, params in model.parameter_groups().items()}
+
+
+def trainable_names(model: nn.Module, kinds: Sequence[str]) -> list[str]:
+    """Names of the parameters of ``kinds``, in ``named_parameters`` order."""
+    groups = named_groups(model)
+    unknown = sorted(set(kinds) - set(groups))
+    if unknown:
+        raise ValueError(f"unknown parameter groups {unknown}; known: {sorted(groups)}")
+    wanted = {n for kind in kinds for n in groups[kind]}
+    return [n for n, _ in model.named_parameters() if n in wanted]
+
+
+def is_decayed(name: str, param: nn.Parameter, no_decay_names: set[str]) -> bool:
+    """Weight decay only on matrices (adapters, LoRA, projector), never on 1-D tensors or ``no_decay_names``."""
+    return param.ndim >= 2 and name not in no_decay_names
+
+
+def optimizer_groups(model: nn.Module, names: Sequence[str], weight_decay: float) -> list[dict]:
+    """Two AdamW groups over ``names``: decayed matrices and everything else at weight decay 0."""
+    groups = named_groups(model)
+    no_decay = {n for kind in NO_DECAY_KINDS for n in groups.get(kind, [])}
+    params = dict(model.named_parameters())
+    decay = [params[n] for n in names if is_decayed(n, params[n], no_decay)]
+    rest = [params[n] for n in names if not is_decayed(n, params[n], no_decay)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
