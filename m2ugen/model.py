@@ -168,7 +168,7 @@ class M2UGen(nn.Module):
         batch: ``input_ids`` (B, T), ``attention_mask`` (B, T), ``labels`` (B, T) with -100 outside the
         response; ``features`` {modality: (B, N, D) or None} with ``present`` {modality: (B,) bool};
         optional ``target_conditioning`` (B, Q, out) (the decoder's own conditioning, unscaled),
-        ``target_mask`` (B, Q) (1 = real position) and ``has_target`` (B,) bool.
+        ``target_mask`` (B, Q) or (B, Q, out) (1 = real position / value) and ``has_target`` (B,) bool.
 
         CE is the mean over samples of each sample's mean token loss (so it does not depend on padding
         or on the other samples' lengths); MSE is masked to real target positions and compared with
@@ -202,10 +202,12 @@ class M2UGen(nn.Module):
             if len(rows):
                 conditioning = out
                 tgt = target.to(self.device, out.dtype)[rows] * self.config.projector.target_scale
+                err = (out - tgt) ** 2  # (K, Q, out)
                 mask = batch.get("target_mask")
-                mask = (torch.ones(tgt.shape[:2]) if mask is None else mask[rows]).to(self.device, out.dtype)
-                sq = ((out - tgt) ** 2).mean(-1)  # (K, Q)
-                mse = ((sq * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+                mask = torch.ones_like(err) if mask is None else mask[rows].to(self.device, err.dtype)
+                if mask.dim() == 2:  # one flag per position -> every value of it
+                    mask = mask.unsqueeze(-1).expand_as(err)
+                mse = ((err * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=1)).mean()
         loss = ce_weight * ce + mse_weight * mse
         return M2UGenOutput(loss=loss, ce_loss=ce.detach(), mse_loss=mse.detach(), logits=logits,
                             conditioning=conditioning)

@@ -221,7 +221,7 @@ def collate(examples: Sequence[Example], pad_id: int, features: Sequence[torch.T
     Returns:
         ``input_ids``/``attention_mask``/``labels`` (B, T); ``features`` {modality: (B, N, E) or None}
         with zeros for samples without that medium and ``present`` {modality: (B,) bool};
-        ``target_conditioning`` (B, Q, out), ``target_mask`` (B, Q), ``has_target`` (B,) when any
+        ``target_conditioning`` (B, Q, out), ``target_mask`` (B, Q) or (B, Q, out), ``has_target`` (B,) when any
         example has a target.
     """
     bsz = len(examples)

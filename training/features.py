@@ -102,7 +102,7 @@ class Featurizer:
         return feats
 
     def target(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoder's conditioning for ``caption``: states (Q, out) and a position mask (Q,)."""
+        """The decoder's conditioning for ``caption``: states (Q, out) and its mask, (Q,) or (Q, out)."""
         if self.decoder is None:
             raise DataError("a music target needs a decoder, but none is loaded for this stage")
         states, mask = self._cached(f"target|{caption}|{self._encoder_ids['target']}",
@@ -142,9 +142,7 @@ class Featurizer:
     @torch.no_grad()
     def _decoder_target(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
         states, mask = self.decoder.conditioning_for_captions([caption])
-        states, mask = states[0], mask[0]
-        if mask.dim() == states.dim():  # a per-value mask -> one flag per position
-            mask = mask.reshape(mask.shape[0], -1).amax(-1)
+        states, mask = states[0], mask[0]  # mask: per position (Q,) or per value (Q, out)
         shape = (self.model.config.projector.num_queries, self.model.config.projector.out_dim)
         if tuple(states.shape) != shape:
             raise DataError(f"the decoder's conditioning has shape {tuple(states.shape)} but the projector "
