@@ -106,7 +106,7 @@ def main() -> None:
     t_nocache = timed(run_nocache, 1)
     rows = [("M2UGen.generate (KV cache, injection)", t_ours), ("LlamaForCausalLM.generate", t_plain),
             ("no-cache loop (original)", t_nocache)]
-    print(f"| decoder | seconds | tokens/s |\n|---|---|---|")
+    print("| decoder | seconds | tokens/s |\n|---|---|---|")
     for name, secs in rows:
         print(f"| {name} | {secs:.2f} | {args.new / secs:.1f} |")
     print(f"decode: overhead_vs_plain={t_ours / t_plain:.3f}x speedup_vs_nocache={t_nocache / t_ours:.1f}x")

@@ -190,10 +190,7 @@ def load_pretrained(path: str | Path, **overrides: Any) -> "M2UGen":
 
     ``overrides`` replace config fields (e.g. ``dtype="bfloat16"``, or another ``llm_path``).
     """
-    from m2ugen.encoders import ImageEncoder, MusicEncoder, VideoEncoder
-    from m2ugen.llm import M2UGenLLM
-    from m2ugen.model import M2UGen
-    from m2ugen.tokenizer import load_tokenizer
+    from m2ugen.model import M2UGen, build_frozen_parts
 
     path = Path(path)
     weights = path / WEIGHTS_NAME
@@ -201,19 +198,10 @@ def load_pretrained(path: str | Path, **overrides: Any) -> "M2UGen":
         raise CheckpointError(f"{path}: no {WEIGHTS_NAME}; is this an m2ugen checkpoint directory?")
     config = load_config(path, **overrides)
     # Frozen parts: streamed from their directories (or rebuilt from their seeded random configs).
-    llm = M2UGenLLM.from_config(config)
-    tokenizer = load_tokenizer(config.tokenizer_path or config.llm_path, config.num_aud_tokens, llm.base_vocab_size)
-    music_opts = dict(sample_rate=config.audio_sample_rate, window_seconds=config.mert_window_seconds,
-                      window_batch=config.mert_window_batch)
-    music = (MusicEncoder.from_pretrained(config.mert_path, **music_opts) if config.mert_path
-             else MusicEncoder.from_config(config.mert_config, **music_opts))
-    image = ImageEncoder.from_pretrained(config.vit_path) if config.vit_path else \
-        ImageEncoder.from_config(config.vit_config)
-    video = VideoEncoder.from_pretrained(config.vivit_path) if config.vivit_path else \
-        VideoEncoder.from_config(config.vivit_config)
+    parts = build_frozen_parts(config)
     # Trained parts: no memory and no init work until the stored tensors are put in place.
     with torch.device("meta"):
-        model = M2UGen(config, tokenizer, llm, music, image, video)
+        model = M2UGen(config, *parts)
     load_trained(model, weights)
     return model
 

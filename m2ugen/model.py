@@ -55,6 +55,22 @@ def find_aud_run(tokens: Sequence[int], aud_ids: Sequence[int]) -> int | None:
     return None
 
 
+def build_frozen_parts(config: M2UGenConfig) -> tuple[PreTrainedTokenizerBase, M2UGenLLM, MusicEncoder,
+                                                       ImageEncoder, VideoEncoder]:
+    """Tokenizer, LLM and the three encoders: from local directories, or random from ``*_config``."""
+    llm = M2UGenLLM.from_config(config)
+    tokenizer = load_tokenizer(config.tokenizer_path or config.llm_path, config.num_aud_tokens, llm.base_vocab_size)
+    music_opts = dict(sample_rate=config.audio_sample_rate, window_seconds=config.mert_window_seconds,
+                      window_batch=config.mert_window_batch)
+    music = (MusicEncoder.from_pretrained(config.mert_path, **music_opts) if config.mert_path
+             else MusicEncoder.from_config(config.mert_config, **music_opts))
+    image = (ImageEncoder.from_pretrained(config.vit_path) if config.vit_path
+             else ImageEncoder.from_config(config.vit_config))
+    video = (VideoEncoder.from_pretrained(config.vivit_path) if config.vivit_path
+             else VideoEncoder.from_config(config.vivit_config))
+    return tokenizer, llm, music, image, video
+
+
 class M2UGen(nn.Module):
     def __init__(self, config: M2UGenConfig, tokenizer: PreTrainedTokenizerBase, llm: M2UGenLLM,
                  music_encoder: MusicEncoder, image_encoder: ImageEncoder, video_encoder: VideoEncoder) -> None:
@@ -77,19 +93,9 @@ class M2UGen(nn.Module):
     @classmethod
     def from_config(cls, config: M2UGenConfig) -> "M2UGen":
         """Build the network: frozen parts from their local directories (or random for ``*_config``)."""
-        llm = M2UGenLLM.from_config(config)
-        tokenizer = load_tokenizer(config.tokenizer_path or config.llm_path, config.num_aud_tokens,
-                                   llm.base_vocab_size)
-        music_opts = dict(sample_rate=config.audio_sample_rate, window_seconds=config.mert_window_seconds,
-                          window_batch=config.mert_window_batch)
-        music = (MusicEncoder.from_pretrained(config.mert_path, **music_opts) if config.mert_path
-                 else MusicEncoder.from_config(config.mert_config, **music_opts))
-        image = ImageEncoder.from_pretrained(config.vit_path) if config.vit_path else \
-            ImageEncoder.from_config(config.vit_config)
-        video = VideoEncoder.from_pretrained(config.vivit_path) if config.vivit_path else \
-            VideoEncoder.from_config(config.vivit_config)
+        parts = build_frozen_parts(config)
         torch.manual_seed(1)
-        return cls(config, tokenizer, llm, music, image, video)
+        return cls(config, *parts)
 
     # --- parameters ----------------------------------------------------------------------------
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -22,10 +22,10 @@ from m2ugen.config import M2UGenConfig
 from m2ugen.errors import ConfigError, DataError
 from m2ugen.model import M2UGen
 from m2ugen.prompt import IGNORE_INDEX
-from tests.training_utils import write_caption_set, write_tone_set
+from training_utils import write_caption_set, write_tone_set
 from training.cli import main
 from training.config import DataSource, load_config
-from training.data import Example, TextDataset, collate, read_source
+from training.data import Example, collate, read_source
 from training.loop import BatchOrder, lr_factor
 from training.params import stage_counts
 from training.stages import STAGES, named_groups, optimizer_groups, trainable_names

@@ -22,7 +22,7 @@ import torch
 from m2ugen.config import M2UGenConfig
 from m2ugen.model import M2UGen
 from m2ugen.prompt import encode_dialogue
-from tests.training_utils import CAPTIONS, write_tone_set
+from training_utils import CAPTIONS, write_tone_set
 from training.checkpoint import load_stage_output
 from training.cli import main
 from training.config import DataSource

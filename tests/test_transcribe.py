@@ -17,7 +17,7 @@ from m2ugen.errors import ConfigError, MediaError
 from m2ugen.metrics.transcription import note_scores
 from m2ugen.notation.abc import quantize_notes
 from m2ugen.transcribe import TranscribeConfig, Transcription, is_transcription_request, transcribe
-from tests.transcription_utils import chords, melody, needs_abc2midi, needs_fluidsynth, note_tuples, render
+from transcription_utils import chords, melody, needs_abc2midi, needs_fluidsynth, note_tuples, render
 
 
 @dataclass

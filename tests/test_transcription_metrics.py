@@ -13,7 +13,7 @@ import pytest
 from m2ugen.metrics.transcription import (
     abc_score, instrument_similarity, levenshtein, meter_similarity, note_scores, tempo_similarity)
 from m2ugen.notation.abc import AbcConfig, AbcVoice, QuantizedNote, quantize_notes, read_abc, write_abc
-from tests.transcription_utils import needs_abc2midi
+from transcription_utils import needs_abc2midi
 
 TUNE = """X:1
 T:two voices
