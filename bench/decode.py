@@ -37,7 +37,7 @@ def build(layers: int, dim: int, vocab: int) -> tuple[M2UGen, LlamaForCausalLM]:
                    ImageEncoder.from_config(cfg.vit_config), VideoEncoder.from_config(cfg.vivit_config)).eval()
     with torch.no_grad():
         model.llm.injection.gate.fill_(0.5)
-    model.llm.merge_lora()  # inference setting used by the Assistant
+    model.llm.fuse_lora()  # the inference setting the Assistant uses
     plain = LlamaForCausalLM(LlamaConfig(**llm, tie_word_embeddings=False)).eval()
     ours = dict(model.llm.model.named_parameters())
     with torch.no_grad():
@@ -94,12 +94,13 @@ def main() -> None:
 
     vectors = model.llm.injection_vectors(model.adapter_tokens(feats), 1)
 
-    def run_nocache():
+    def run_nocache():  # like the original: full prefix every step, logits of the last position only
         seq = list(prompt)
+        model.llm.injection.set_vectors(vectors)
         for _ in range(args.new):
-            t = torch.tensor([seq])
-            logits, _ = model.llm(t, None, vectors)
+            logits = model.llm.model(input_ids=torch.tensor([seq]), use_cache=False, logits_to_keep=1).logits
             seq.append(int(logits[0, -1].argmax()))
+        model.llm.injection.set_vectors(None)
 
     t_ours = timed(run_ours, args.repeats)
     t_plain = timed(run_plain, args.repeats)

@@ -164,6 +164,9 @@ def _resolved_paths(config: M2UGenConfig, base: Path) -> M2UGenConfig:
 
 def save_pretrained(model: "M2UGen", path: str | Path) -> Path:
     """Write ``config.json``, ``model.safetensors`` (trained tensors only) and the tokenizer to ``path``."""
+    if model.llm.fused:
+        raise CheckpointError("this model's LoRA was fused into its weights for inference and cannot be saved; "
+                              "save the model before fuse_lora() (the Assistant fuses it)")
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     model.tokenizer.save_pretrained(out)

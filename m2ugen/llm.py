@@ -87,6 +87,8 @@ class ModalityInjection(nn.Module):
         self.gate = nn.Parameter(torch.zeros(num_injected, num_heads))
         self.prefix_query = nn.Parameter(torch.randn(num_injected, hidden_size))
         self._vectors: torch.Tensor | None = None  # (num_injected, B, hidden) while active
+        # After ``M2UGenLLM.fuse_lora``: LoRA factors (A, B, scaling) folded into each injected v_proj.
+        self.fused_v_lora: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
     @property
     def num_injected(self) -> int:
@@ -105,8 +107,7 @@ class ModalityInjection(nn.Module):
             token = tokens.get(self.modality_of(i))
             if token is not None:
                 x = x + token.to(x.dtype)
-            weight = _frozen_weight(attn.v_proj)
-            v = F.linear(x.to(weight.dtype), weight)  # (B, kv_heads * head_dim)
+            v = _frozen_projection(attn.v_proj, x, self.fused_v_lora.get(i))  # (B, kv_heads * head_dim)
             head_dim = v.shape[-1] // attn.config.num_key_value_heads
             v = v.view(batch_size, -1, head_dim)
             v = v.repeat_interleave(self.num_heads // v.shape[1], dim=1)  # GQA -> one value per query head
@@ -125,12 +126,21 @@ class ModalityInjection(nn.Module):
         return (x + self._vectors[index].unsqueeze(1).to(x.dtype),) + args[1:]
 
 
-def _frozen_weight(linear: nn.Module) -> torch.Tensor:
-    """The frozen base weight of a (possibly LoRA-wrapped, possibly merged) linear layer."""
+def _frozen_projection(linear: nn.Module, x: torch.Tensor, fused_lora: tuple | None) -> torch.Tensor:
+    """``x`` through the frozen base weight of a linear layer, without its LoRA update.
+
+    The layer may be LoRA-wrapped (peft), merged, or fused into a plain ``nn.Linear`` for inference
+    (then ``fused_lora`` = (A, B, scaling) of the folded update, which is subtracted).
+    """
     base = getattr(linear, "base_layer", linear)
+    weight = base.weight
     if getattr(linear, "merged", False):
-        return base.weight - sum(linear.get_delta_weight(name) for name in linear.merged_adapters)
-    return base.weight
+        weight = weight - sum(linear.get_delta_weight(name) for name in linear.merged_adapters)
+    out = F.linear(x.to(weight.dtype), weight)
+    if fused_lora is not None:
+        a, b, scaling = fused_lora
+        out = out - scaling * F.linear(F.linear(x.to(a.dtype), a), b).to(out.dtype)
+    return out
 
 
 class LastHiddenCapture:
@@ -183,11 +193,11 @@ class M2UGenLLM(nn.Module):
         self.injection = ModalityInjection(llama_cfg.num_hidden_layers, llama_cfg.num_attention_heads,
                                            llama_cfg.hidden_size, config.layers_per_modality)
         layers = model.model.layers
-        for i in range(self.injection.num_injected):
-            layers[self.injection.first_layer + i].self_attn.o_proj.register_forward_pre_hook(
-                partial(self.injection.add_to_input, i))
+        self._hooks: list = []
+        self._hook_injection()
         self.capture = LastHiddenCapture()
         layers[-1].register_forward_hook(self.capture)
+        self.fused = False
         self._set_trainable_defaults()
 
     # --- construction ------------------------------------------------------------------------
@@ -235,16 +245,35 @@ class M2UGenLLM(nn.Module):
                 groups["norm"].append(param)
         return groups
 
-    def merge_lora(self) -> None:
-        """Fold the LoRA updates into the base weights for fast inference (undo with :meth:`unmerge_lora`)."""
-        for module in self.model.modules():
-            if hasattr(module, "merge") and hasattr(module, "lora_A") and not module.merged:
-                module.merge()
+    def _hook_injection(self) -> None:
+        """(Re)attach the injection to the current ``o_proj`` modules of the injected layers."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = [self.layers[self.injection.first_layer + i].self_attn.o_proj.register_forward_pre_hook(
+            partial(self.injection.add_to_input, i)) for i in range(self.injection.num_injected)]
 
-    def unmerge_lora(self) -> None:
-        for module in self.model.modules():
-            if hasattr(module, "unmerge") and hasattr(module, "lora_A") and module.merged:
-                module.unmerge()
+    def fuse_lora(self) -> None:
+        """Inference only: fold every LoRA update into its base weight and drop the peft wrappers.
+
+        Decoding then runs plain ``nn.Linear`` layers (no per-module peft overhead). The injected
+        layers' value projections keep their LoRA factors aside, since the injection uses the
+        frozen weight without LoRA. Training after this is not possible (the LoRA tensors are gone).
+        """
+        for i in range(self.injection.num_injected):
+            v_proj = self.layers[self.injection.first_layer + i].self_attn.v_proj
+            if hasattr(v_proj, "lora_A"):
+                for name in v_proj.active_adapters:
+                    self.injection.fused_v_lora[i] = (v_proj.lora_A[name].weight.detach().clone(),
+                                                      v_proj.lora_B[name].weight.detach().clone(),
+                                                      float(v_proj.scaling[name]))
+        for parent in list(self.model.modules()):
+            for child_name, child in list(parent.named_children()):
+                if hasattr(child, "lora_A") and hasattr(child, "base_layer"):
+                    if not child.merged:
+                        child.merge()
+                    setattr(parent, child_name, child.get_base_layer())
+        self._hook_injection()
+        self.fused = True
 
     # --- running -----------------------------------------------------------------------------
     @property

@@ -8,8 +8,9 @@ import torch
 
 from m2ugen.assistant import DEMO_LABEL, Assistant, Conversation
 from m2ugen.audio import Audio
-from m2ugen.errors import ConfigError, MediaError
-from m2ugen.model import Generation
+from m2ugen.errors import CheckpointError, ConfigError, MediaError
+from m2ugen.config import M2UGenConfig
+from m2ugen.model import Generation, M2UGen
 from m2ugen.prompt import Turn
 from media_utils import image_array, melody, tone, write_audio, write_image, write_video
 
@@ -272,7 +273,13 @@ def test_demo_projector_output_fits_its_decoder(fresh):
 def test_from_pretrained_loads_a_saved_checkpoint(bot, tmp_path):
     from m2ugen.checkpoints import save_pretrained
 
-    save_pretrained(bot.model, tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match="fused"):  # the Assistant's model is fused for inference
+        save_pretrained(bot.model, tmp_path / "fused")
+    # The demo's network is the seeded tiny preset (with the fixture's open gates): save an unfused copy.
+    unfused = M2UGen.from_config(M2UGenConfig.preset("tiny"))
+    with torch.no_grad():
+        unfused.llm.injection.gate.fill_(1.0)
+    save_pretrained(unfused, tmp_path / "ckpt")
     loaded = Assistant.from_pretrained(tmp_path / "ckpt")
     assert not loaded.untrained
     bot.reset()

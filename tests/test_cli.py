@@ -301,10 +301,12 @@ def test_usage_errors_exit_2(capsys):
         main(["generate", "x", "-o", "o.wav"])  # neither --model nor --demo
 
 
-def test_model_directory(bot, song, tmp_path, capsys):
+def test_model_directory(song, tmp_path, capsys):
     from m2ugen.checkpoints import save_pretrained
+    from m2ugen.config import M2UGenConfig
+    from m2ugen.model import M2UGen
 
-    save_pretrained(bot.model, tmp_path / "ckpt")
+    save_pretrained(M2UGen.from_config(M2UGenConfig.preset("tiny")), tmp_path / "ckpt")
     assert main(["caption", "--model", str(tmp_path / "ckpt"), str(song), *FAST]) == 0
     out = capsys.readouterr().out
     assert out.strip() and not out.startswith(DEMO_LABEL)

@@ -10,8 +10,6 @@ them, so zeros are used and a warning says so.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -23,14 +21,13 @@ import numpy as np
 import torch
 
 from m2ugen.audio import Audio
-from m2ugen.decoders.base import SourceAudio, check_conditioning, local_dir, num_output_samples
+from m2ugen.decoders.base import DecoderSettings, SourceAudio, check_conditioning, local_dir, num_output_samples
 from m2ugen.errors import CheckpointError, ConfigError
 
-SETTINGS_FILE = "m2ugen_decoder.json"
 
 
 @dataclass(frozen=True)
-class AudioLDM2Settings:
+class AudioLDM2Settings(DecoderSettings):
     """How the wrapper drives an AudioLDM2 pipeline (stored as ``m2ugen_decoder.json``)."""
 
     text_length: int = 128            # Flan-T5 tokens: M2UGen pads every caption to 128 (REFERENCE §1.7)
@@ -40,19 +37,6 @@ class AudioLDM2Settings:
         for name in ("text_length", "num_inference_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"AudioLDM2Settings.{name} must be >= 1, got {getattr(self, name)}")
-
-    def save(self, directory: Path) -> None:
-        (directory / SETTINGS_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, directory: Path) -> "AudioLDM2Settings":
-        path = directory / SETTINGS_FILE
-        if not path.exists():
-            return cls()
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as err:
-            raise ConfigError(f"{path}: invalid decoder settings ({err})") from err
 
 
 class ZeroNegativesWarning(UserWarning):

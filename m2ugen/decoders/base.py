@@ -8,6 +8,8 @@ shape, 1 where a value belongs to a real (non-padding) position.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,6 +20,27 @@ import torch
 
 from m2ugen.audio import Audio
 from m2ugen.errors import CheckpointError, ConfigError
+
+SETTINGS_FILE = "m2ugen_decoder.json"
+
+
+class DecoderSettings:
+    """Base of the decoders' settings dataclasses: stored as ``m2ugen_decoder.json`` beside the weights."""
+
+    def save(self, directory: Path) -> None:
+        (directory / SETTINGS_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path):
+        """The settings saved in ``directory``, or the defaults when there are none."""
+        path = directory / SETTINGS_FILE
+        if not path.exists():
+            return cls()
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as err:
+            raise ConfigError(f"{path}: invalid decoder settings ({err})") from err
+
 
 # What may be given as ``source_audio``: one item for the whole batch or one per batch item.
 SourceItem = Audio | str | os.PathLike

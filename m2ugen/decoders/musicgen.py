@@ -12,8 +12,6 @@ source's tail (plain MusicGen cannot take a melody; see ``musicgen_melody`` for 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -26,17 +24,16 @@ import torch
 from tqdm.auto import tqdm
 
 from m2ugen.audio import Audio
-from m2ugen.decoders.base import (SourceAudio, check_conditioning, load_sources, local_dir, num_output_samples,
-                                  seeded)
+from m2ugen.decoders.base import (DecoderSettings, SourceAudio, check_conditioning, load_sources, local_dir,
+                                  num_output_samples, seeded)
 from m2ugen.errors import CheckpointError, ConfigError
 
-SETTINGS_FILE = "m2ugen_decoder.json"
 # A window's inputs, given the window's place in the output: (first sample, number of samples).
 InputsFn = Callable[[int, int], dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class MusicGenSettings:
+class MusicGenSettings(DecoderSettings):
     """How the wrapper drives a MusicGen checkpoint (stored as ``m2ugen_decoder.json``)."""
 
     text_length: int = 128          # T5 tokens per caption: M2UGen pads/truncates to 128 (REFERENCE §1.7)
@@ -53,19 +50,6 @@ class MusicGenSettings:
         for name in ("max_window_seconds", "prompt_seconds", "temperature"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"MusicGenSettings.{name} must be > 0, got {getattr(self, name)}")
-
-    def save(self, directory: Path) -> None:
-        (directory / SETTINGS_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, directory: Path) -> "MusicGenSettings":
-        path = directory / SETTINGS_FILE
-        if not path.exists():
-            return cls()
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as err:
-            raise ConfigError(f"{path}: invalid decoder settings ({err})") from err
 
 
 class MusicGenDecoder:
