@@ -12,8 +12,10 @@ normalisation): that belongs to the encoders.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,21 @@ def _finish_audio(name: str, x: np.ndarray, sr: int, target_sr: int, *, max_seco
     return mono
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Mute what C libraries print on file descriptor 2 (mpg123 inside libsndfile reports bad MP3
+    frames there) so that a bad file gives our one-line error and nothing else."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _read_audio_file(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
     """Decode a file to float32 (C, S) and its rate; soundfile first, PyAV for everything else."""
     import soundfile as sf
@@ -148,7 +165,8 @@ def _read_audio_file(path: Path, max_seconds: float | None) -> tuple[np.ndarray,
     _check_file(path, "audio")
     _check_wav_header(path, max_seconds)
     try:
-        info = sf.info(str(path))
+        with _native_stderr_silenced():
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError):
         return _read_audio_pyav(path, max_seconds)
     if info.frames == 0:
@@ -156,7 +174,8 @@ def _read_audio_file(path: Path, max_seconds: float | None) -> tuple[np.ndarray,
     if max_seconds is not None and info.duration > max_seconds:
         raise MediaError(f"{path}: longer than the limit ({info.duration:.1f} s > {max_seconds} s)")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with _native_stderr_silenced():
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
         raise MediaError(f"{path}: unreadable or corrupt audio ({err})") from err
     return data.T, int(sr)
