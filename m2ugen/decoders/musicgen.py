@@ -12,6 +12,7 @@ source's tail (plain MusicGen cannot take a melody; see ``musicgen_melody`` for 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -27,6 +28,20 @@ from m2ugen.audio import Audio
 from m2ugen.decoders.base import (DecoderSettings, SourceAudio, check_conditioning, load_sources, local_dir,
                                   num_output_samples, seeded)
 from m2ugen.errors import CheckpointError, ConfigError
+
+
+class _CodebookSpecialTokens(logging.Filter):
+    """MusicGen's pad/bos/decoder-start id is the codebook size, one past its vocabulary, by design;
+    transformers' config check warns about that on every build. Drop exactly that warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("within the vocabulary" in message and
+                    any(f"config: {name} " in message for name in ("pad_token_id", "bos_token_id",
+                                                                   "decoder_start_token_id")))
+
+
+logging.getLogger("transformers.configuration_utils").addFilter(_CodebookSpecialTokens())
 
 # A window's inputs, given the window's place in the output: (first sample, number of samples).
 InputsFn = Callable[[int, int], dict[str, Any]]
