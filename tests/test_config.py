@@ -37,3 +37,13 @@ def test_bad_configs(tmp_path):
         M2UGenConfig.load(tmp_path / "bad.json")
     with pytest.raises(ConfigError, match="not found"):
         M2UGenConfig.load(tmp_path / "missing.json")
+
+
+def test_package_exports_are_lazy():
+    import subprocess
+    import sys
+
+    code = ("import sys, m2ugen; assert 'torch' not in sys.modules; "
+            "from m2ugen import Assistant, M2UGenConfig; print(Assistant.__module__, M2UGenConfig.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["m2ugen.assistant", "m2ugen.config"]
