@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import (HubertConfig, HubertModel, ViTConfig, ViTImageProcessorPil, ViTModel, VivitConfig,
                           VivitImageProcessor, VivitModel)
 
@@ -133,7 +134,8 @@ class MusicEncoder(FrozenEncoder):
         weight = 0
         frames_per_window = self.model._get_feat_extract_output_lengths(self.window)
         full = wav[: num_full * self.window].view(num_full, self.window) if num_full else None
-        for start in range(0, num_full, self.window_batch):
+        batches = range(0, num_full, self.window_batch)
+        for start in tqdm(batches, desc="encoding music", unit="batch", leave=False, disable=len(batches) < 4):
             chunk = full[start:start + self.window_batch].to(self.device, dtype)
             means = self._layer_means(chunk).double().cpu()  # (W, L, D)
             total += means.sum(0) * frames_per_window
