@@ -110,16 +110,20 @@ def iter_manifest(path: Path) -> Iterator[ManifestRecord]:
     if not path.is_file():
         raise DataError(f"{path}: manifest not found")
     seen: set[str] = set()
-    with path.open("r", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{where}: not UTF-8 text") from None
             if not line.strip():
                 continue
-            if not line.endswith("\n"):
-                raise DataError(f"{where}: truncated last line (build interrupted?); rerun the builder to repair it")
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
+                if not line.endswith("\n"):  # a killed writer's partial line; a whole one without newline is fine
+                    raise DataError(f"{where}: truncated last line (build interrupted?); rerun the builder to repair it") from None
                 raise DataError(f"{where}: not valid JSON ({err.msg})") from None
             record = validate_record(obj, where=where)
             if record.id in seen:
@@ -142,16 +146,18 @@ def load_index(path: Path, key: str = "id") -> dict[str, dict[str, Any]]:
     index: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return index
-    with path.open("r", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.endswith("\n"):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.endswith(b"\n"):
                 break  # partial write of a killed run; JsonlAppender cuts it off
-            if not line.strip():
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise DataError(f"{path}:{number}: not valid JSON ({err})") from None
+            if not isinstance(obj, dict) or key not in obj:
+                raise DataError(f"{path}:{number}: expected a JSON object with {key!r}")
             index[str(obj[key])] = obj
     return index
 

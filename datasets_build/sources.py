@@ -10,6 +10,7 @@ builder records them as failures instead of dropping the item.
 from __future__ import annotations
 
 import csv
+import math
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -73,17 +74,20 @@ def scan_folder(root: Path) -> list[SourceItem]:
     """Items of a media folder, grouped by relative path without extension, sorted by id.
 
     Raises:
-        DataError: if the folder does not exist.
+        DataError: if the folder does not exist or holds no media file.
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: source folder not found")
+        raise DataError(f"{root}: source folder not found" if not root.exists() else
+                        f"{root}: a source must be a media folder or a .csv segment list")
     items: dict[str, SourceItem] = {}
     for path in sorted(root.rglob("*")):
         if not path.is_file() or path.suffix.lower() not in _KIND_OF_EXTENSION:
             continue
         item_id = "__".join(path.relative_to(root).with_suffix("").parts)
         items[item_id] = attach_media(items.get(item_id, SourceItem(id=item_id)), path)
+    if not items:
+        raise DataError(f"{root}: no media files found (extensions: {', '.join(sorted(_KIND_OF_EXTENSION))})")
     return [items[key] for key in sorted(items)]
 
 
@@ -104,14 +108,20 @@ def read_segment_csv(path: Path, media_dir: Path | None = None) -> list[SourceIt
     becomes an item carrying ``error``.
 
     Raises:
-        DataError: if the file does not exist.
+        DataError: if the file does not exist, is not UTF-8 text or lists no segment.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: segment CSV not found")
+    try:
+        rows = list(_csv_rows(path))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path}: not a UTF-8 CSV file ({err})") from None
+    if not rows:
+        raise DataError(f"{path}: no segments (expected rows of YTID,start_seconds,end_seconds)")
     items: list[SourceItem] = []
     seen: set[str] = set()
-    for number, row in _csv_rows(path):
+    for number, row in rows:
         where = f"{path.name}:{number}"
         try:
             ytid, start_s, end_s = row[0], float(row[1]), float(row[2])
@@ -119,6 +129,9 @@ def read_segment_csv(path: Path, media_dir: Path | None = None) -> list[SourceIt
             items.append(SourceItem(id=f"row{number}", error=f"{where}: expected YTID,start_seconds,end_seconds, got {row[:3]}"))
             continue
         item_id = f"{ytid}_{_format_seconds(start_s)}"
+        if not (math.isfinite(start_s) and math.isfinite(end_s)) or start_s < 0:
+            items.append(SourceItem(id=f"row{number}", error=f"{where}: times must be finite seconds >= 0, got {row[1:3]}"))
+            continue
         if end_s <= start_s:
             items.append(SourceItem(id=item_id, error=f"{where}: end_seconds {end_s} <= start_seconds {start_s}"))
             continue

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from m2ugen.errors import M2UGenError
+from m2ugen.errors import ConfigError, M2UGenError
 
 if TYPE_CHECKING:
     from m2ugen.assistant import Assistant, Conversation
@@ -61,13 +61,13 @@ class ChatSession:
             self.assistant.conversation = conversation
             try:
                 reply = self.assistant.chat(text, audio=audio, image=image, video=video, **settings)
+                if reply.audio is not None:
+                    self._count += 1
+                    wav = reply.audio.save(self.output_dir / f"reply-{self._count}.wav", overwrite=True)
             except M2UGenError as err:
                 raise gr.Error(str(err)) from None
             finally:
                 conversation = self.assistant.conversation
-            if reply.audio is not None:
-                self._count += 1
-                wav = reply.audio.save(self.output_dir / f"reply-{self._count}.wav", overwrite=True)
         messages.append({"role": "user", "content": text})
         for path in (audio, image, video):
             if path:
@@ -132,10 +132,19 @@ def serve(assistant: Assistant, *, host: str = DEFAULT_HOST, port: int = DEFAULT
     """Launch the UI on ``host:port`` (loopback by default, no public link unless ``share``).
 
     With ``block`` it serves until Ctrl-C; otherwise it returns the running app (``app.close()`` stops it).
+
+    Raises:
+        ConfigError: ``host:port`` cannot be listened on.
     """
     app = build_app(assistant)
-    app.queue().launch(server_name=host, server_port=port, share=share, inbrowser=False, quiet=True,
-                       prevent_thread_lock=True, allowed_paths=[str(app.session.output_dir), str(assistant.output_dir)])
+    try:
+        app.queue().launch(server_name=host, server_port=port, share=share, inbrowser=False, quiet=True,
+                           prevent_thread_lock=True,
+                           allowed_paths=[str(app.session.output_dir), str(assistant.output_dir)])
+    except OSError as err:  # gradio's message is a paragraph of advice; its first sentence says what failed
+        reason = str(err).split(". ")[0]
+        raise ConfigError(f"{host}:{port}: cannot listen there (port in use, or not an address of this "
+                          f"machine): {reason}") from None
     where = app.local_url + (f" and {app.share_url}" if share and app.share_url else "")
     print(f"m2ugen UI running on {where} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     if block:

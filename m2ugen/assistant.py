@@ -45,6 +45,8 @@ MediaInput = str | os.PathLike | np.ndarray | Audio | Image.Image | None
 MAX_SECONDS = 600.0
 # An edit without ``seconds`` keeps the source's length, up to this many seconds.
 MAX_DEFAULT_EDIT_SECONDS = 30.0
+# Largest seed torch's random number generators take (an unsigned 64-bit integer).
+MAX_SEED = 2**64 - 1
 
 
 @dataclass
@@ -58,7 +60,7 @@ class ChatSettings:
         seconds: length of generated music; None: 10 s, or for an edit the source's length (at most
             30 s).
         guidance_scale: classifier-free guidance of the music decoder.
-        seed: seeds the LLM sampling and the decoder; None: not reproducible.
+        seed: seeds the LLM sampling and the decoder, 0 to 2**64 - 1; None: not reproducible.
     """
 
     max_new_tokens: int = 256
@@ -79,6 +81,8 @@ class ChatSettings:
             raise ConfigError(f"seconds must be in (0, {MAX_SECONDS:g}], got {self.seconds}")
         if not (np.isfinite(self.guidance_scale) and self.guidance_scale >= 1.0):
             raise ConfigError(f"guidance_scale must be at least 1, got {self.guidance_scale}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
 
 
 @dataclass
@@ -215,6 +219,7 @@ class Assistant:
             ConfigError: a setting is out of range, or the task is unknown.
         """
         opts = ChatSettings(seconds=seconds, **settings)
+        max_prompt = self._max_prompt_tokens(opts)
         text = _check_text(text)
         inputs = self._load_inputs(audio, image, video)
         source = inputs.audio if inputs.audio is not None else self.last_audio
@@ -225,6 +230,8 @@ class Assistant:
             raise ConfigError(f"unknown task {task!r}; choose auto, {', '.join(TASKS)}")
         if task in ("edit", "transcribe") and source is None:
             raise MediaError(f"nothing to {task}: attach audio (or generate music first)")
+        if task == "edit" and not self.decoder.supports_source_audio:
+            raise ConfigError(f"the {self.decoder.kind} decoder cannot condition on source audio, so it cannot edit")
         if task == "transcribe":
             return self._transcribe(text, source)
 
@@ -234,7 +241,6 @@ class Assistant:
             features, present = self._features([replace(inputs, audio=source)])
             stages.update()
             stages.set_postfix_str("language model")
-            max_prompt = self._max_prompt_tokens(opts)
             ids, _ = encode_dialogue(self.model.tokenizer, text, history=self.history, max_tokens=max_prompt)
             self.conversation.last_prompt_ids = ids
             gen = self.model.generate([ids], features=features, present=present, max_new_tokens=opts.max_new_tokens,
@@ -269,6 +275,9 @@ class Assistant:
             One :class:`Reply` per prompt, each with ``audio`` of ``seconds`` (default 10 s).
         """
         opts = ChatSettings(seconds=seconds, **settings)
+        max_prompt = self._max_prompt_tokens(opts)
+        if isinstance(prompts, str):
+            raise ConfigError("generate: give a list of prompts (for one prompt use chat(), or pass [prompt])")
         texts = [_check_text(t) for t in prompts]
         if not texts:
             raise ConfigError("generate: give at least one prompt")
@@ -282,7 +291,6 @@ class Assistant:
         with tqdm(total=3, desc="generate", unit="stage", disable=not self.progress, leave=False) as stages:
             features, present = self._features(inputs)
             stages.update()
-            max_prompt = self._max_prompt_tokens(opts)
             ids = [encode_dialogue(self.model.tokenizer, t, max_tokens=max_prompt)[0] for t in texts]
             gens = self.model.generate(ids, features=features, present=present, max_new_tokens=opts.max_new_tokens,
                                        temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
@@ -358,8 +366,6 @@ class Assistant:
         ``source`` (an edit) conditions the decoder on the source audio too.
         """
         decoder = self.decoder
-        if source is not None and not decoder.supports_source_audio:
-            raise ConfigError(f"the {decoder.kind} decoder cannot condition on source audio, so it cannot edit")
         kwargs = dict(guidance_scale=opts.guidance_scale, seed=opts.seed, source_audio=source)
         if self.config.decoder_conditioning == "caption":
             captions = [g.text or t for g, t in zip(gens, texts)]

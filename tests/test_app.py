@@ -51,6 +51,19 @@ def test_serves_on_loopback_and_answers_over_http(bot):
         app.close()
 
 
+def test_a_busy_port_is_a_one_line_error(bot):
+    from m2ugen.app import serve
+    from m2ugen.errors import ConfigError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}: cannot listen there") as info:
+            serve(bot, port=port, block=False)
+    assert "\n" not in str(info.value)
+
+
 def _turn(session, text, conversation=None, messages=None, **overrides):
     args = dict(audio=None, image=None, video=None, task="auto", seconds=1, temperature=0.6, top_p=0.8,
                 max_new_tokens=8, guidance_scale=3.0, seed=0)

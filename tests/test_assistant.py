@@ -248,6 +248,9 @@ def test_caption_mode_prompts_the_decoder_with_the_llm_text(media):
     (dict(text="hi", video=np.zeros((1, 8, 8, 3), np.uint8)), MediaError, "1 frame"),
     (dict(text="hi", audio="/nonexistent/song.wav"), MediaError, "not found"),
     (dict(text="write it down", task="transcribe"), MediaError, "nothing to transcribe"),
+    (dict(text="hi", seed=2**64), ConfigError, "seed must be between 0 and"),
+    (dict(text="hi", seed=-1), ConfigError, "seed must be between 0 and"),
+    (dict(text="hi", max_new_tokens=10**6), ConfigError, "no room for the prompt"),
 ])
 def test_bad_input_is_a_one_line_error(fresh, kwargs, error, match):
     with pytest.raises(error, match=match) as info:
@@ -255,13 +258,19 @@ def test_bad_input_is_a_one_line_error(fresh, kwargs, error, match):
     assert "\n" not in str(info.value)
 
 
-def test_audioldm2_cannot_edit(bot):
+def test_audioldm2_cannot_edit(bot, monkeypatch):
     class NoSource:
         kind, supports_source_audio, sample_rate = "audioldm2", False, 16000
 
     stub = Assistant(bot.model, NoSource())
+    monkeypatch.setattr(stub.model, "generate", lambda *a, **k: pytest.fail("the LLM ran before the check"))
     with pytest.raises(ConfigError, match="cannot edit"):
         stub.chat("Make it slower", audio=Audio(tone(seconds=0.5, sr=16000), 16000), **FAST)
+
+
+def test_batched_generate_wants_a_list_of_prompts(fresh):
+    with pytest.raises(ConfigError, match="list of prompts"):
+        fresh.generate("a calm piano melody", **FAST)
 
 
 def test_demo_projector_output_fits_its_decoder(fresh):

@@ -288,6 +288,30 @@ def test_corrupt_and_truncated_checkpoints(tmp_path):
         convert_released(good, tmp_path / "out", tokenizer=TINY_TOKENIZER_DIR)
 
 
+def test_bad_llama_params_and_tokenizer_are_named_before_anything_is_written(tmp_path, capsys):
+    from m2ugen.cli import main as m2ugen_main
+
+    src = tmp_path / "7B"
+    src.mkdir()
+    torch.save({"tok_embeddings.weight": torch.zeros(4, 8)}, src / "consolidated.00.pth")
+    (src / "tokenizer.model").write_bytes((TINY_TOKENIZER_DIR / "tokenizer.model").read_bytes())
+    for params, message in (('{"dim": 8}', "missing n_layers, n_heads"), ("[1]", "expected a JSON object"),
+                            ('{"n_layers": "4", "n_heads": 2}', "n_layers must be a number"),
+                            ("{nope", "not a readable JSON file")):
+        (src / "params.json").write_text(params)
+        with pytest.raises(CheckpointError, match=message):
+            convert_meta_llama(src, tmp_path / "hf")
+    (src / "params.json").write_text('{"n_layers": 1, "n_heads": 2}')
+    (src / "tokenizer.model").write_bytes(os.urandom(300))
+    with pytest.raises(CheckpointError, match="tokenizer.model: not a SentencePiece tokenizer model"):
+        convert_meta_llama(src, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+    capsys.readouterr()
+    assert m2ugen_main(["convert", "released", str(src / "consolidated.00.pth"), "--out", str(tmp_path / "o"),
+                        "--tokenizer", str(TINY_TOKENIZER_DIR), "--params", str(tmp_path / "none.json")]) == 2
+    assert "none.json: params.json not found" in capsys.readouterr().err
+
+
 # --- audiocraft MusicGen -----------------------------------------------------------------------
 def _audiocraft_state(model: MusicgenForConditionalGeneration) -> dict[str, torch.Tensor]:
     """The audiocraft LM layout of a transformers MusicGen (fused in_proj, audiocraft names)."""
@@ -337,3 +361,9 @@ def test_audiocraft_musicgen_conversion_via_cli(tmp_path):
     (tmp_path / "bad.bin").write_bytes(b"not a checkpoint")
     assert main(["convert", "musicgen", str(tmp_path / "bad.bin"), "--reference", str(tmp_path / "reference"),
                  "--out", str(tmp_path / "out2")]) == 2
+    # A second conversion into the filled folder is refused (stale shards would stay), unless asked for.
+    again = ["convert", "musicgen", str(tmp_path / "state_dict.bin"), "--compression",
+             str(tmp_path / "compression_state_dict.bin"), "--reference", str(tmp_path / "reference"),
+             "--out", str(tmp_path / "out")]
+    assert main(again) == 2
+    assert main([*again, "--overwrite"]) == 0

@@ -285,11 +285,16 @@ def test_bad_input_is_one_line_and_nonzero(shared, tmp_path, capsys, make, comma
     (["chat", "--demo", "-m", "  ", "--output-dir", "{tmp}/c"], "message is empty"),
     (["generate", "--model", "{tmp}/no-model", "x", "-o", "{tmp}/o.wav"], "no-model"),
     (["serve", "--demo", "--port", "70000"], "not a TCP port"),
+    (["generate", "--demo", "x", "--seed", str(2**70), "-o", "{tmp}/o.wav"], "seed must be between"),
+    (["generate", "--demo", "x", "-o", "{tmp}/file.txt/o.wav"], "o.wav: cannot be written ({tmp}/file.txt is not"),
+    (["edit", "--demo", "{tmp}/file.txt", "slower", "-o", "/proc/o.wav"], "/proc/o.wav: cannot be written"),
+    (["chat", "--demo", "-m", "hi", "--output-dir", "{tmp}/file.txt/c"], "cannot write files there"),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, capsys, argv, reason, bot, monkeypatch):
     monkeypatch.setattr(Assistant, "demo", classmethod(lambda cls, **kw: bot))
+    (tmp_path / "file.txt").write_text("not a folder")
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
-    assert reason in _one_line_error(capsys, only_line=False)
+    assert reason.format(tmp=tmp_path) in _one_line_error(capsys, only_line=False)
 
 
 def test_usage_errors_exit_2(capsys):

@@ -85,6 +85,22 @@ def test_read_manifest_rejects_duplicates_bad_json_and_missing_files(tmp_path):
         read_manifest(tmp_path / "none.jsonl")
 
 
+def test_read_manifest_names_bad_bytes_and_accepts_a_whole_last_line_without_newline(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps(VALID[0]) + "\n" + json.dumps(VALID[1]))  # hand-written, no final newline
+    assert [r.id for r in read_manifest(path)] == ["a", "b"]
+    path.write_bytes(json.dumps(VALID[0]).encode() + b"\n\xff\xfe{}\n")
+    with pytest.raises(DataError, match=r"m.jsonl:2: not UTF-8 text"):
+        read_manifest(path)
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"id": "a"}\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"log.jsonl:2: expected a JSON object with 'id'"):
+        load_index(log)
+    log.write_bytes(b'{"id": "a"}\n\xff\n')
+    with pytest.raises(DataError, match=r"log.jsonl:2: not valid JSON"):
+        load_index(log)
+
+
 def test_write_manifest_replaces_atomically_and_validates(tmp_path):
     path = tmp_path / "derived.jsonl"
     records = [validate_record(o) for o in VALID]

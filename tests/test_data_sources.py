@@ -33,6 +33,30 @@ def test_folder_items_group_media_by_stem(tmp_path):
         scan_folder(tmp_path / "nope")
 
 
+def test_empty_or_unreadable_sources_are_errors_not_empty_builds(tmp_path):
+    (tmp_path / "empty").mkdir()
+    touch(tmp_path / "text" / "notes.txt")
+    with pytest.raises(DataError, match="empty: no media files found"):
+        load_sources([tmp_path / "empty"])
+    with pytest.raises(DataError, match="text: no media files found"):
+        load_sources([tmp_path / "text"])
+    with pytest.raises(DataError, match="must be a media folder or a .csv"):
+        load_sources([tmp_path / "text" / "notes.txt"])
+    binary = tmp_path / "segments.csv"
+    binary.write_bytes(b"\xff\xfe\x00abc,0,10\n")
+    with pytest.raises(DataError, match="segments.csv: not a UTF-8 CSV"):
+        load_sources([binary])
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("YTID,start_seconds,end_seconds\n")
+    with pytest.raises(DataError, match="header.csv: no segments"):
+        load_sources([header_only])
+    odd = tmp_path / "odd.csv"
+    odd.write_text("abc,nan,10\ndef,-5,3\nghi,0,10\n")
+    items = read_segment_csv(odd)
+    assert [item.error is None for item in items] == [False, False, True]
+    assert "finite seconds >= 0" in items[0].error and "finite seconds >= 0" in items[1].error
+
+
 def test_segment_csv_in_audioset_and_plain_layouts(tmp_path):
     media = tmp_path / "media"
     touch(media / "abc_30.mp3")

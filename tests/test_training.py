@@ -60,6 +60,35 @@ def test_config_file_and_overrides(tmp_path):
         load_config(None, ['data=[{"format": "csv", "path": "x"}]'])
 
 
+@pytest.mark.parametrize("override, message", [
+    ("batch_size=[1]", "batch_size must be an integer"),
+    ("max_steps=2.5", "max_steps must be an integer"),
+    ("epochs=[1]", "epochs must be a number"),
+    ("betas=0.9", "betas must be a list"),
+    ("betas=[0.9]", "betas must be 2 items"),
+    ("shuffle=maybe", "shuffle must be true or false"),
+    ("output_dir=5", "output_dir must be a string"),
+    ("model_overrides=3", "model_overrides must be a mapping"),
+    ("data={format: manifest, path: x}", "data must be a list"),
+    ('data=[{"format": "manifest", "path": "x", "limit": "many"}]', r"data\[0\].limit must be an integer"),
+])
+def test_config_values_of_the_wrong_type_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override], stage="stage1")
+
+
+def test_config_file_unreadable_and_unknown_model_or_trainable_keys(tmp_path, tiny_model):
+    with pytest.raises(ConfigError, match="cannot read the training config"):
+        load_config(tmp_path)
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="cannot read the training config"):
+        load_config(tmp_path / "bin.yaml")
+    with pytest.raises(ConfigError, match=r"model_overrides has unknown keys \['lora_rnak'\]"):
+        load_config(None, ["model_overrides.lora_rnak=2"]).model_config()
+    with pytest.raises(ConfigError, match=r"unknown parameter groups \['adaptors'\]"):
+        trainable_names(tiny_model, ["adaptors"])
+
+
 # --- stages ---------------------------------------------------------------------------------
 
 
@@ -278,6 +307,16 @@ def test_cli_refuses_to_overwrite_and_to_resume_nothing(tmp_path, tones, capsys)
     assert main(["stage1", "--config", str(config), "max_steps=1", *FAST]) == 0
     assert main(["stage1", "--config", str(config), "max_steps=1", *FAST]) == 2
     assert "already holds a training run" in capsys.readouterr().err
+
+
+def test_resume_from_a_corrupt_checkpoint_is_one_error_line(tmp_path, tones, capsys):
+    config = _stage1_config(tmp_path, tones)
+    assert main(["stage1", "--config", str(config), "max_steps=1", "save_every=1", *FAST]) == 0
+    (tmp_path / "run" / "checkpoints" / "step_00000001" / "optimizer.rank0.pt").write_text("hello, not a pickle")
+    capsys.readouterr()
+    assert main(["stage1", "--config", str(config), "--resume", "max_steps=2", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer.rank0.pt: corrupt or truncated checkpoint" in err and "Traceback" not in err
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_model):

@@ -186,3 +186,29 @@ def test_cli_writes_midi_abc_and_plot(tmp_path: Path, piano_melody: Piece, capsy
     assert main(argv) == 2  # outputs exist and --overwrite was not given
     assert "already exists" in capsys.readouterr().err
     assert main(["transcribe", str(tmp_path / "missing.wav")]) == 2
+
+
+@pytest.mark.parametrize("extra, reason", [
+    (["-o", "{tmp}/out.wav"], "out.wav: output must end in .mid, .midi"),
+    (["-o", "{tmp}/folder.mid"], "folder.mid: is a directory"),
+    (["--plot", "{tmp}/roll.txt"], "roll.txt: output must end in .png"),
+    (["--abc", "{tmp}/file.txt/s.abc"], "s.abc: cannot be written"),
+    (["--plot", "/proc/roll.png"], "/proc/roll.png: cannot be written"),
+])
+def test_cli_checks_outputs_before_transcribing(tmp_path: Path, capsys, monkeypatch, extra, reason) -> None:
+    import m2ugen.transcribe
+
+    monkeypatch.setattr(m2ugen.transcribe, "transcribe", lambda *a, **k: pytest.fail("transcribed anyway"))
+    song = tmp_path / "song.wav"
+    sf.write(song, np.zeros(1600, np.float32), 16000)
+    (tmp_path / "folder.mid").mkdir()
+    (tmp_path / "file.txt").write_text("not a folder")
+    argv = ["transcribe", str(song), *[a.format(tmp=tmp_path) for a in extra], "--overwrite"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and reason in err and "Traceback" not in err
+
+
+def test_cli_names_a_directory_input(tmp_path: Path, capsys) -> None:
+    assert main(["transcribe", str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a directory" in capsys.readouterr().err

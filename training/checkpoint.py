@@ -32,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from m2ugen.checkpoints import load_torch_file
 from m2ugen.errors import CheckpointError
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -130,20 +131,13 @@ def read_state(path: Path) -> TrainingState:
 def read_rank_state(path: Path, rank: int, sharded: bool) -> tuple[dict, dict[str, Any]]:
     """Optimizer and RNG state of ``rank`` (rank 0's optimizer state when it is replicated)."""
     opt_rank = rank if sharded else 0
-    try:
-        optimizer = torch.load(path / f"optimizer.rank{opt_rank}.pt", weights_only=True, map_location="cpu")
-        rng_file = path / f"rng.rank{rank}.pt"
-        rng = torch.load(rng_file if rng_file.is_file() else path / "rng.rank0.pt", weights_only=True)
-    except (OSError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: unreadable optimizer/RNG state ({err})") from None
-    return optimizer, rng
+    rng_file = path / f"rng.rank{rank}.pt"
+    return (load_torch_file(path / f"optimizer.rank{opt_rank}.pt"),
+            load_torch_file(rng_file if rng_file.is_file() else path / "rng.rank0.pt"))
 
 
 def read_scheduler(path: Path) -> dict:
-    try:
-        return torch.load(path / "scheduler.pt", weights_only=True)
-    except (OSError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: unreadable scheduler state ({err})") from None
+    return load_torch_file(path / "scheduler.pt")
 
 
 def load_tensors(model: nn.Module, file: Path) -> list[str]:

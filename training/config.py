@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,23 +152,24 @@ class TrainConfig:
     def model_config(self) -> M2UGenConfig:
         """The network's config: preset or JSON file, then ``model_overrides``."""
         path = Path(self.model)
-        if path.suffix == ".json" or path.is_file():
-            base = M2UGenConfig.load(path)
-            return M2UGenConfig.from_dict({**base.to_dict(), **self.model_overrides})
-        return M2UGenConfig.preset(self.model, **self.model_overrides)
+        base = M2UGenConfig.load(path) if path.suffix == ".json" or path.is_file() else M2UGenConfig.preset(self.model)
+        unknown = sorted(set(self.model_overrides) - set(base.to_dict()))
+        if unknown:
+            raise ConfigError(f"training config: model_overrides has unknown keys {unknown}")
+        return dataclasses.replace(base, **self.model_overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _data_source(obj: Any) -> DataSource:
+def _data_source(obj: Any, name: str = "data") -> DataSource:
     if not isinstance(obj, dict):
-        raise ConfigError(f"a data entry must be a mapping with format and path, got {obj!r}")
-    known = {f.name for f in dataclasses.fields(DataSource)}
-    unknown = sorted(set(obj) - known)
+        raise ConfigError(f"training config: {name} must be a mapping with format and path, got {obj!r}")
+    hints = typing.get_type_hints(DataSource)
+    unknown = sorted(set(obj) - set(hints))
     if unknown or "format" not in obj or "path" not in obj:
-        raise ConfigError(f"data entry {obj!r}: needs 'format' and 'path'; allowed keys: {sorted(known)}")
-    return DataSource(**obj)
+        raise ConfigError(f"{name} {obj!r}: needs 'format' and 'path'; allowed keys: {sorted(hints)}")
+    return DataSource(**{key: _check(f"{name}.{key}", value, hints[key]) for key, value in obj.items()})
 
 
 def _parse_value(text: str) -> Any:
@@ -182,21 +184,51 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _coerce(name: str, value: Any, annotation: str) -> Any:
-    """Numbers written as strings (YAML reads ``1e-4`` as text) become the field's number type."""
-    if isinstance(value, str) and value:
-        if annotation.startswith("float"):
+def _check(name: str, value: Any, hint: Any) -> Any:
+    """``value`` as the type ``hint`` asks for, or a ConfigError naming the key.
+
+    Numbers written as strings (YAML 1.1 reads some as text, overrides are text) become numbers; ints
+    become floats where a float is asked for. Data entries stay mappings (``_data_source`` checks them).
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check(name, value, inner[0]) if len(inner) == 1 else value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"training config: {name} must be true or false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, str) and value:
             try:
-                return float(value)
+                value = hint(value)
             except ValueError:
-                raise ConfigError(f"training config: {name} must be a number, got {value!r}") from None
-        if annotation.startswith("int"):
-            try:
-                return int(value)
-            except ValueError:
-                raise ConfigError(f"training config: {name} must be an integer, got {value!r}") from None
-    if isinstance(value, int) and not isinstance(value, bool) and annotation.startswith("float"):
-        return float(value)
+                pass
+        if isinstance(value, int | float) and not isinstance(value, bool) and (hint is float or float(value).is_integer()):
+            return hint(value)
+        kind = "an integer" if hint is int else "a number"
+        raise ConfigError(f"training config: {name} must be {kind}, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"training config: {name} must be a string, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"training config: {name} must be a list, got {value!r}")
+        if origin is tuple and len(args) != len(value):
+            raise ConfigError(f"training config: {name} must be {len(args)} items, got {value!r}")
+        items = args if origin is tuple else args * len(value)
+        return origin(_check(f"{name}[{i}]", v, h) for i, (v, h) in enumerate(zip(value, items)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"training config: {name} must be a mapping, got {value!r}")
+        return value
+    if hint is DataSource:
+        return value if isinstance(value, DataSource) else _data_source(value, name)
     return value
 
 
@@ -219,15 +251,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     hints = typing.get_type_hints(TrainConfig)
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(hints))
     if unknown:
-        raise ConfigError(f"training config: unknown keys {unknown}; known: {sorted(fields)}")
-    values = {}
-    for name, value in data.items():
-        annotation = str(fields[name].type)
-        values[name] = _coerce(name, value, annotation) if name in hints else value
-    return TrainConfig(**values)
+        raise ConfigError(f"training config: unknown keys {unknown}; known: {sorted(hints)}")
+    return TrainConfig(**{name: _check(name, value, hints[name]) for name, value in data.items()})
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, stage: str | None = None) -> TrainConfig:
@@ -239,6 +266,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, sta
             loaded = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
         except FileNotFoundError:
             raise ConfigError(f"{path}: training config file not found") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read the training config ({err})") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML/JSON ({str(err).splitlines()[0]})") from None
         if loaded is not None and not isinstance(loaded, dict):

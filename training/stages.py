@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from m2ugen.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -58,7 +60,7 @@ def trainable_names(model: nn.Module, kinds: Sequence[str]) -> list[str]:
     groups = named_groups(model)
     unknown = sorted(set(kinds) - set(groups))
     if unknown:
-        raise ValueError(f"unknown parameter groups {unknown}; known: {sorted(groups)}")
+        raise ConfigError(f"trainable: unknown parameter groups {unknown}; known: {sorted(groups)}")
     wanted = {n for kind in kinds for n in groups[kind]}
     return [n for n, _ in model.named_parameters() if n in wanted]
 

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: --output-dir is a file, not a directory")
+    common.check_folder(out_dir)
     attached = {kind: LOADERS[kind](path) for kind in LOADERS if (path := getattr(args, kind))}
     assistant = common.load_assistant(args, output_dir=out_dir)
     if args.message is not None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,16 +87,47 @@ def load_video_file(path: str) -> np.ndarray:
     return load_video(path, PRELOAD_VIDEO_FRAMES)
 
 
-def check_output(path: str | Path, overwrite: bool) -> Path:
-    """An audio file name that can be written: a known suffix, not a folder, new unless ``overwrite``."""
+def check_output(path: str | Path, overwrite: bool,
+                 suffixes: Sequence[str] | None = tuple(WRITE_FORMATS)) -> Path:
+    """A file name that can be written: one of ``suffixes`` (default: the audio formats; None: any),
+    not a folder, new unless ``overwrite``, in a folder that exists or can be made and is writable."""
     path = Path(path)
-    if path.suffix.lower() not in WRITE_FORMATS:
-        raise ConfigError(f"{path}: output must end in {', '.join(WRITE_FORMATS)}")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{path}: output must end in {', '.join(suffixes)}")
     if path.is_dir():
-        raise ConfigError(f"{path}: is a directory; give a file name such as {path / 'out.wav'}")
+        example = path / ("out" + (suffixes[0] if suffixes else ""))
+        raise ConfigError(f"{path}: is a directory; give a file name such as {example}")
     if path.exists() and not overwrite:
         raise ConfigError(f"{path}: already exists; pass --overwrite to replace it")
+    problem = _folder_problem(path.parent)
+    if problem:
+        raise ConfigError(f"{path}: cannot be written ({problem})")
     return path
+
+
+def check_folder(folder: str | Path) -> Path:
+    """A folder that exists or can be created, and can be written to; checked before the slow work."""
+    folder = Path(folder)
+    problem = _folder_problem(folder)
+    if problem:
+        raise ConfigError(f"{folder}: cannot write files there ({problem})")
+    return folder
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why no file can be written in ``folder``, or None. The nearest folder that already exists
+    decides: it must be a folder and accept a new file (``mkdir -p`` makes the rest)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        return f"{existing}: {err.strerror or err}"
+    return None
 
 
 def save_audio(audio: Audio, path: Path, overwrite: bool) -> None:

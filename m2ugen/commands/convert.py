@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from m2ugen.config import M2UGenConfig
+from m2ugen.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   "--tokenizer ckpts/LLaMA --musicgen checkpoints/musicgen-small "
                                   "--out m2ugen-musicgen-small")
     rel.add_argument("checkpoint", help="checkpoint.pth ({'model': state_dict}, fp16/bf16/fp32)")
-    rel.add_argument("--out", required=True, help="output directory")
+    rel.add_argument("--out", required=True, help="output directory (new or empty)")
+    rel.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     rel.add_argument("--tokenizer", required=True, help="folder with LLaMA's tokenizer.model")
     rel.add_argument("--preset", default="paper", help="sizes not stored in the file (default: paper; "
                      "paper-audioldm2 for the AudioLDM2 build)")
@@ -37,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     llama = kinds.add_parser("llama", help="Meta LLaMA consolidated.*.pth + params.json -> Hugging Face directory",
                              epilog="example: m2ugen convert llama ckpts/LLaMA/7B --out checkpoints/Llama-2-7b-hf")
     llama.add_argument("source", help="folder with consolidated.*.pth and params.json")
-    llama.add_argument("--out", required=True, help="output directory")
+    llama.add_argument("--out", required=True, help="output directory (new or empty)")
+    llama.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     llama.add_argument("--tokenizer", default=None, help="folder with tokenizer.model (default: source or its parent)")
     llama.add_argument("--max-positions", type=int, default=4096, help="max_position_embeddings (LLaMA-2: 4096)")
     llama.set_defaults(func=run_llama)
@@ -49,14 +53,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mg.add_argument("state_dict", help="audiocraft state_dict.bin (the language model)")
     mg.add_argument("--compression", default=None, help="compression_state_dict.bin")
     mg.add_argument("--reference", required=True, help="local transformers MusicGen directory of the same size")
-    mg.add_argument("--out", required=True, help="output directory")
+    mg.add_argument("--out", required=True, help="output directory (new or empty)")
+    mg.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     mg.set_defaults(func=run_musicgen)
 
 
-def run_released(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+def check_out_dir(args: argparse.Namespace) -> None:
+    """Refuse to mix a new conversion into a folder that already holds files (stale shards would stay)."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: --out must be a directory")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise ConfigError(f"{out}: not empty; choose a new --out or pass --overwrite")
 
+
+def run_released(args: argparse.Namespace) -> int:
+    check_out_dir(args)
+    from m2ugen.convert.llama import read_params
     from m2ugen.convert.released import convert_released
 
     base = M2UGenConfig.preset(args.preset)
@@ -66,7 +79,7 @@ def run_released(args: argparse.Namespace) -> int:
     if args.audioldm2:
         changes.update(decoder="audioldm2", decoder_path=args.audioldm2)
     base = dataclasses.replace(base, **changes)
-    norm_eps = float(json.loads(Path(args.params).read_text()).get("norm_eps", 1e-5)) if args.params else 1e-5
+    norm_eps = float(read_params(args.params).get("norm_eps", 1e-5)) if args.params else 1e-5
     report = convert_released(args.checkpoint, args.out, tokenizer=args.tokenizer, base=base, norm_eps=norm_eps)
     if args.conditioning != "caption":
         config = M2UGenConfig.load(report.out / "config.json")
@@ -76,6 +89,7 @@ def run_released(args: argparse.Namespace) -> int:
 
 
 def run_llama(args: argparse.Namespace) -> int:
+    check_out_dir(args)
     from m2ugen.convert.llama import convert_meta_llama
 
     out = convert_meta_llama(args.source, args.out, tokenizer=args.tokenizer, max_positions=args.max_positions)
@@ -84,6 +98,7 @@ def run_llama(args: argparse.Namespace) -> int:
 
 
 def run_musicgen(args: argparse.Namespace) -> int:
+    check_out_dir(args)
     from m2ugen.convert.musicgen import convert_audiocraft_musicgen
 
     notes = convert_audiocraft_musicgen(args.state_dict, args.compression, args.reference, args.out)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from m2ugen.errors import ConfigError, MediaError
+from m2ugen.commands import common
+from m2ugen.errors import MediaError
+
+MIDI_SUFFIXES = (".mid", ".midi")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,14 +38,17 @@ def run(args: argparse.Namespace) -> int:
 
     from m2ugen.transcribe import TranscribeConfig, transcribe
 
+    if args.file.is_dir():
+        raise MediaError(f"{args.file}: is a directory, not an audio file")
     if not args.file.is_file():
         raise MediaError(f"{args.file}: audio file not found")
     overrides = {"tempo_bpm": args.tempo, "meter": args.meter, "program": args.program, "pitch_bends": args.pitch_bends}
     config = replace(TranscribeConfig(), **{k: v for k, v in overrides.items() if v is not None})
     midi_path = args.output or args.file.with_suffix(".mid")
-    for path in (midi_path, args.abc, args.plot):  # fail before the slow part, not after it
-        if path is not None and path.exists() and not args.overwrite:
-            raise ConfigError(f"{path}: already exists; pass --overwrite to replace it")
+    # Fail before the slow part, not after it.
+    for path, suffixes in ((midi_path, MIDI_SUFFIXES), (args.abc, None), (args.plot, (".png",))):
+        if path is not None:
+            common.check_output(path, args.overwrite, suffixes)
 
     bars = []
 

@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import sentencepiece
 import torch
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaTokenizer
@@ -55,11 +56,49 @@ def llama_config(dim: int, num_layers: int, num_heads: int, num_kv_heads: int, f
 
 
 def find_tokenizer_model(*candidates: Path) -> Path:
+    """The first ``tokenizer.model`` among ``candidates``, checked to be a SentencePiece model.
+
+    Checked here, before any weights are written, so a bad tokenizer fails the conversion at once.
+    """
     for folder in candidates:
-        if (folder / "tokenizer.model").is_file():
-            return folder / "tokenizer.model"
+        path = folder / "tokenizer.model"
+        if path.is_file():
+            try:
+                sentencepiece.SentencePieceProcessor(model_file=str(path))
+            except (RuntimeError, OSError) as err:
+                raise CheckpointError(f"{path}: not a SentencePiece tokenizer model ({err})") from None
+            return path
     raise CheckpointError("tokenizer.model not found in " + ", ".join(str(c) for c in candidates)
                           + "; pass --tokenizer DIR")
+
+
+_PARAM_TYPES = {"n_layers": int, "n_heads": int, "n_kv_heads": (int, type(None)), "norm_eps": (int, float),
+                "rope_theta": (int, float)}
+
+
+def read_params(path: Path, required: tuple[str, ...] = ()) -> dict:
+    """Meta's ``params.json`` as a dict, with the keys we use checked: ``required`` present, numbers typed.
+
+    Raises:
+        CheckpointError: missing or unreadable file, not a JSON object, a missing key or a wrong type.
+    """
+    path = Path(path)
+    try:
+        params = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: params.json not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not a readable JSON file ({err})") from None
+    if not isinstance(params, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of LLaMA hyper-parameters")
+    missing = [key for key in required if key not in params]
+    if missing:
+        raise CheckpointError(f"{path}: missing {', '.join(missing)}")
+    for key, kind in _PARAM_TYPES.items():
+        value = params.get(key)
+        if key in params and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise CheckpointError(f"{path}: {key} must be a number, got {value!r}")
+    return params
 
 
 def write_tokenizer(tokenizer_model: Path, out: Path) -> None:
@@ -80,19 +119,14 @@ def convert_meta_llama(src: str | Path, out: str | Path, tokenizer: str | Path |
     files = sorted(src.glob("consolidated.*.pth"))
     if not files:
         raise CheckpointError(f"{src}: no consolidated.*.pth files (a Meta LLaMA folder such as LLaMA/7B)")
-    try:
-        params = json.loads((src / "params.json").read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{src}: params.json not found") from None
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{src}/params.json: not valid JSON ({err})") from None
+    params = read_params(src / "params.json", required=("n_layers", "n_heads"))
     tok_model = find_tokenizer_model(*([Path(tokenizer)] if tokenizer else [src, src.parent]))
     shards = [load_torch_file(f) for f in files]
     for f, shard in zip(files, shards):
         if not isinstance(shard, dict) or not all(isinstance(v, torch.Tensor) for v in shard.values()):
             raise CheckpointError(f"{f}: expected a dict of tensors (a Meta consolidated checkpoint)")
-    num_layers, num_heads = int(params["n_layers"]), int(params["n_heads"])
-    num_kv_heads = int(params.get("n_kv_heads") or num_heads)
+    num_layers, num_heads = params["n_layers"], params["n_heads"]
+    num_kv_heads = params.get("n_kv_heads") or num_heads
     expected = set(_TOP_LEVEL) | {f"layers.{i}.{k}" for i in range(num_layers) for k in _SPLIT_DIM
                                   if k not in _TOP_LEVEL}
     got = {k for k in shards[0] if k != "rope.freqs"}
