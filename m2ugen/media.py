@@ -215,21 +215,29 @@ def _check_wav_header(path: Path, max_seconds: float | None) -> None:
         raise MediaError(f"{path}: truncated WAV (header declares {size} data bytes, file holds {present})")
 
 
-def _read_audio_pyav(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+def _open_av_stream(path: Path, kind: str, max_seconds: float | None) -> tuple[Any, Any]:
+    """Open ``path`` with PyAV: (container, its first ``kind`` stream), after the container checks."""
     import av
 
     try:
         container = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as err:
-        raise MediaError(f"{path}: not a supported audio file ({err.__class__.__name__})") from err
+        raise MediaError(f"{path}: not a supported {kind} file ({err.__class__.__name__})") from err
+    streams = container.streams.audio if kind == "audio" else container.streams.video
+    declared = None if container.duration is None else container.duration / av.time_base
+    if not streams or (max_seconds is not None and declared is not None and declared > max_seconds):
+        container.close()
+        if not streams:
+            raise MediaError(f"{path}: has no {kind} stream" + (" (0 frames)" if kind == "video" else ""))
+        raise MediaError(f"{path}: longer than the limit (header declares {declared:.1f} s > {max_seconds} s)")
+    return container, streams[0]
+
+
+def _read_audio_pyav(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    import av
+
+    container, stream = _open_av_stream(path, "audio", max_seconds)
     with container:
-        if not container.streams.audio:
-            raise MediaError(f"{path}: has no audio stream")
-        stream = container.streams.audio[0]
-        if max_seconds is not None and container.duration is not None:
-            declared = container.duration / av.time_base
-            if declared > max_seconds:
-                raise MediaError(f"{path}: longer than the limit (header declares {declared:.1f} s > {max_seconds} s)")
         sr = stream.codec_context.sample_rate or stream.sample_rate
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
         limit = None if max_seconds is None else int(max_seconds * sr) + 1
@@ -394,18 +402,8 @@ def _count_video_frames(path: Path, max_seconds: float | None) -> int:
     """Frames in the first video stream, counted from packets (no decoding), after the checks."""
     import av
 
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, UnicodeDecodeError) as err:
-        raise MediaError(f"{path}: not a supported video file ({err.__class__.__name__})") from err
+    container, stream = _open_av_stream(path, "video", max_seconds)
     with container:
-        if not container.streams.video:
-            raise MediaError(f"{path}: has no video stream (0 frames)")
-        stream = container.streams.video[0]
-        if max_seconds is not None and container.duration is not None:
-            declared = container.duration / av.time_base
-            if declared > max_seconds:
-                raise MediaError(f"{path}: longer than the limit (header declares {declared:.1f} s > {max_seconds} s)")
         try:
             count = sum(1 for packet in container.demux(stream) if packet.size)
         except av.FFmpegError as err:
