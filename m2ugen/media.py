@@ -37,6 +37,8 @@ SILENCE_PEAK = 1e-6
 MIN_IMAGE_SIDE = 8
 # ViViT reads motion across its frames, so a still image posing as a video is refused.
 MIN_VIDEO_FRAMES = 2
+# Frames are scaled down to this shorter side while decoding (ViViT/ViT read 224 px).
+MAX_VIDEO_SHORT_SIDE = 448
 
 PathLike = str | os.PathLike
 
@@ -356,10 +358,13 @@ def load_video(
     *,
     max_seconds: float | None = MAX_AUDIO_SECONDS,
     backend: str = "pyav",
+    max_short_side: int | None = MAX_VIDEO_SHORT_SIDE,
 ) -> np.ndarray:
     """Load ``num_frames`` RGB frames spread evenly over a whole video clip.
 
-    Only the selected frames are kept while decoding, so memory does not grow with the clip.
+    Only the selected frames are kept while decoding, each scaled down (aspect kept) so that its
+    shorter side is at most ``max_short_side`` pixels: memory grows neither with the clip's length
+    nor with its resolution (32 frames of an 8K clip would be ~3 GB; ViViT sees 224 px anyway).
 
     Args:
         path: a video file (anything FFmpeg reads: mp4, webm, mkv, avi, gif, ...).
@@ -367,6 +372,7 @@ def load_video(
         max_seconds: longest accepted clip, checked on the declared duration. None: no limit.
         backend: "pyav" (reference) or "decord" (faster on long clips; x86-64 Linux only; its
             FFmpeg may round colours differently by a few levels).
+        max_short_side: largest shorter side of a returned frame in pixels; None keeps full size.
 
     Returns:
         uint8 (num_frames, H, W, 3).
@@ -379,18 +385,20 @@ def load_video(
     _check_file(path, "video")
     if num_frames < 1:
         raise MediaError(f"{path}: num_frames must be >= 1, got {num_frames}")
+    if max_short_side is not None and max_short_side < 2:
+        raise MediaError(f"{path}: max_short_side must be at least 2 pixels, got {max_short_side}")
     if backend == "decord":
-        return _load_video_decord(path, num_frames, max_seconds)
+        return _load_video_decord(path, num_frames, max_seconds, max_short_side)
     if backend != "pyav":
         raise MediaError(f"{path}: unknown video backend {backend!r}; use 'pyav' or 'decord'")
     import av
 
     count = _count_video_frames(path, max_seconds)
     try:
-        selected, decoded = _decode_selected(path, frame_indices(count, num_frames))
+        selected, decoded = _decode_selected(path, frame_indices(count, num_frames), max_short_side)
         if selected is None and decoded >= MIN_VIDEO_FRAMES:
             # Fewer frames decoded than packets were counted: select again from those that exist.
-            selected, decoded = _decode_selected(path, frame_indices(decoded, num_frames))
+            selected, decoded = _decode_selected(path, frame_indices(decoded, num_frames), max_short_side)
     except av.FFmpegError as err:
         raise MediaError(f"{path}: unreadable or corrupt video ({err})") from err
     if selected is None:
@@ -414,7 +422,16 @@ def _count_video_frames(path: Path, max_seconds: float | None) -> int:
     return count
 
 
-def _decode_selected(path: Path, indices: np.ndarray) -> tuple[np.ndarray | None, int]:
+def scaled_size(width: int, height: int, max_short_side: int | None) -> tuple[int, int]:
+    """(width, height) scaled down, aspect kept, so the shorter side is at most ``max_short_side``."""
+    short = min(width, height)
+    if max_short_side is None or short <= max_short_side:
+        return width, height
+    scale = max_short_side / short
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _decode_selected(path: Path, indices: np.ndarray, max_short_side: int | None) -> tuple[np.ndarray | None, int]:
     """Decode sequentially, converting only the frames in ``indices`` (sorted, may repeat).
 
     Returns (uint8 (len(indices), H, W, 3), frames decoded), or (None, frames in the clip) when
@@ -433,7 +450,8 @@ def _decode_selected(path: Path, indices: np.ndarray) -> tuple[np.ndarray | None
         for i, frame in enumerate(container.decode(stream)):
             decoded = i + 1
             if i == next_index:
-                kept[i] = frame.to_ndarray(format="rgb24")
+                width, height = scaled_size(frame.width, frame.height, max_short_side)
+                kept[i] = frame.to_ndarray(format="rgb24", width=width, height=height)
                 next_index = next(target, None)
                 if next_index is None:
                     break
@@ -442,7 +460,8 @@ def _decode_selected(path: Path, indices: np.ndarray) -> tuple[np.ndarray | None
     return np.stack([kept[int(i)] for i in indices]), decoded
 
 
-def _load_video_decord(path: Path, num_frames: int, max_seconds: float | None) -> np.ndarray:
+def _load_video_decord(path: Path, num_frames: int, max_seconds: float | None,
+                       max_short_side: int | None) -> np.ndarray:
     try:
         import decord
     except ImportError as err:
@@ -450,6 +469,10 @@ def _load_video_decord(path: Path, num_frames: int, max_seconds: float | None) -
     _count_video_frames(path, max_seconds)  # same checks and error messages as the reference backend
     try:
         reader = decord.VideoReader(str(path), num_threads=1)
+        height, width = reader[0].shape[:2]
+        size = scaled_size(width, height, max_short_side)
+        if size != (width, height):
+            reader = decord.VideoReader(str(path), num_threads=1, width=size[0], height=size[1])
         count = len(reader)
         if count < MIN_VIDEO_FRAMES:
             raise MediaError(f"{path}: video has {count} frame(s); at least {MIN_VIDEO_FRAMES} are needed")

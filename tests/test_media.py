@@ -296,3 +296,16 @@ def test_decord_backend_matches_pyav(tmp_path):
 def test_video_frames_helper_is_distinct():
     frames = video_frames(10)
     assert frame_ids(frames).tolist() == list(range(10))
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+def test_large_frames_are_scaled_down_while_decoding(tmp_path, backend):
+    if backend == "decord":
+        pytest.importorskip("decord")
+    path = write_video(tmp_path / "wide.mp4", num_frames=6, height=96, width=160)
+    frames = load_video(path, num_frames=4, backend=backend, max_short_side=48)
+    assert frames.shape == (4, 48, 80, 3)  # shorter side 48, aspect kept
+    assert load_video(path, num_frames=4, backend=backend, max_short_side=None).shape == (4, 96, 160, 3)
+    assert load_video(path, num_frames=4, backend=backend).shape == (4, 96, 160, 3)  # already small
+    with pytest.raises(MediaError, match="max_short_side"):
+        load_video(path, max_short_side=1)
