@@ -19,6 +19,24 @@ MODALITIES: tuple[str, ...] = ("audio", "image", "video")
 TINY_TOKENIZER_DIR = Path(__file__).parent / "assets" / "tiny_tokenizer"
 
 
+# Field annotations (strings, see ``from __future__ import annotations``) -> the accepted types.
+_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+    "str | None": (str, type(None)), "dict[str, Any] | None": (dict, type(None)),
+}
+
+
+def _check_field_types(obj: Any) -> None:
+    """Raise ConfigError for a field whose value does not have its annotated (simple) type."""
+    for f in dataclasses.fields(obj):
+        allowed = _SIMPLE_TYPES.get(f.type)
+        value = getattr(obj, f.name)
+        if allowed is None:
+            continue
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            raise ConfigError(f"{type(obj).__name__}.{f.name} must be {f.type}, got {value!r}")
+
+
 @dataclass
 class ProjectorConfig:
     """Output projector: 8 [AUD] states (B, 8, llm_dim) -> decoder conditioning (B, num_queries, out_dim)."""
@@ -32,6 +50,9 @@ class ProjectorConfig:
     out_dim: int = 768
     # The projector predicts ``target_scale x`` the decoder's conditioning (the released weights use 10).
     target_scale: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check_field_types(self)
 
 
 @dataclass
@@ -79,6 +100,7 @@ class M2UGenConfig:
     def __post_init__(self) -> None:
         if isinstance(self.projector, dict):
             self.projector = ProjectorConfig(**self.projector)
+        _check_field_types(self)
         if self.decoder not in ("musicgen", "musicgen-melody", "audioldm2"):
             raise ConfigError(f"unknown decoder {self.decoder!r}: use musicgen, musicgen-melody or audioldm2")
         if self.decoder_conditioning not in ("embeddings", "caption"):

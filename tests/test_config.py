@@ -47,3 +47,10 @@ def test_package_exports_are_lazy():
             "from m2ugen import Assistant, M2UGenConfig; print(Assistant.__module__, M2UGenConfig.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["m2ugen.assistant", "m2ugen.config"]
+
+
+@pytest.mark.parametrize("overrides", [{"lora_rank": "x"}, {"layers_per_modality": 2.5}, {"llm_path": 3},
+                                       {"mert_window_seconds": True}, {"projector": {"num_queries": "8"}}])
+def test_wrong_value_types_are_named(overrides):
+    with pytest.raises(ConfigError, match=next(iter(overrides)) if "projector" not in overrides else "num_queries"):
+        M2UGenConfig.preset("tiny", **overrides)
