@@ -129,13 +129,10 @@ class ModalityInjection(nn.Module):
 def _frozen_projection(linear: nn.Module, x: torch.Tensor, fused_lora: tuple | None) -> torch.Tensor:
     """``x`` through the frozen base weight of a linear layer, without its LoRA update.
 
-    The layer may be LoRA-wrapped (peft), merged, or fused into a plain ``nn.Linear`` for inference
-    (then ``fused_lora`` = (A, B, scaling) of the folded update, which is subtracted).
+    The layer is LoRA-wrapped (peft: its ``base_layer`` is used), or fused into a plain ``nn.Linear``
+    for inference (then ``fused_lora`` = (A, B, scaling) of the folded update, which is subtracted).
     """
-    base = getattr(linear, "base_layer", linear)
-    weight = base.weight
-    if getattr(linear, "merged", False):
-        weight = weight - sum(linear.get_delta_weight(name) for name in linear.merged_adapters)
+    weight = getattr(linear, "base_layer", linear).weight
     out = F.linear(x.to(weight.dtype), weight)
     if fused_lora is not None:
         a, b, scaling = fused_lora
