@@ -141,7 +141,7 @@ class Assistant:
 
     def __init__(self, model: M2UGen, decoder: Any, *, untrained: bool = False,
                  output_dir: str | os.PathLike | None = None, progress: bool = False) -> None:
-        model.llm.fuse_lora()  # inference only: plain linear layers, no peft overhead per token
+        model.llm.optimize_for_inference()  # LoRA folded in, multi-core CPU linear layers
         self.model = model.eval()
         self.decoder = decoder
         self.config: M2UGenConfig = model.config

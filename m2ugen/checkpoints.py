@@ -166,7 +166,7 @@ def save_pretrained(model: "M2UGen", path: str | Path) -> Path:
     """Write ``config.json``, ``model.safetensors`` (trained tensors only) and the tokenizer to ``path``."""
     if model.llm.fused:
         raise CheckpointError("this model's LoRA was fused into its weights for inference and cannot be saved; "
-                              "save the model before fuse_lora() (the Assistant fuses it)")
+                              "save the model before optimize_for_inference() (the Assistant calls it)")
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     model.tokenizer.save_pretrained(out)

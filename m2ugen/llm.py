@@ -27,6 +27,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from m2ugen.config import MODALITIES, M2UGenConfig
+from m2ugen.cpu_linear import BlockedLinear, blocked_linear
 from m2ugen.errors import CheckpointError
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -63,9 +64,11 @@ class ExtendedLMHead(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(base_weight, requires_grad=False)
         self.new_weight = nn.Parameter(new_rows)
+        self.blocked = False  # inference: the (V, D) product through blocked_linear (multi-core CPU)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.cat([F.linear(hidden, self.weight), F.linear(hidden, self.new_weight.to(hidden.dtype))], -1)
+        base = blocked_linear(hidden, self.weight) if self.blocked else F.linear(hidden, self.weight)
+        return torch.cat([base, F.linear(hidden, self.new_weight.to(hidden.dtype))], -1)
 
 
 def _new_rows(weight: torch.Tensor, num: int, generator: torch.Generator) -> torch.Tensor:
@@ -87,7 +90,7 @@ class ModalityInjection(nn.Module):
         self.gate = nn.Parameter(torch.zeros(num_injected, num_heads))
         self.prefix_query = nn.Parameter(torch.randn(num_injected, hidden_size))
         self._vectors: torch.Tensor | None = None  # (num_injected, B, hidden) while active
-        # After ``M2UGenLLM.fuse_lora``: LoRA factors (A, B, scaling) folded into each injected v_proj.
+        # After ``M2UGenLLM.optimize_for_inference``: LoRA factors (A, B, scaling) folded into each injected v_proj.
         self.fused_v_lora: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
     @property
@@ -249,13 +252,18 @@ class M2UGenLLM(nn.Module):
         self._hooks = [self.layers[self.injection.first_layer + i].self_attn.o_proj.register_forward_pre_hook(
             partial(self.injection.add_to_input, i)) for i in range(self.injection.num_injected)]
 
-    def fuse_lora(self) -> None:
-        """Inference only: fold every LoRA update into its base weight and drop the peft wrappers.
+    def optimize_for_inference(self) -> None:
+        """Inference only: fold LoRA into the base weights and use multi-core CPU linear layers.
 
-        Decoding then runs plain ``nn.Linear`` layers (no per-module peft overhead). The injected
-        layers' value projections keep their LoRA factors aside, since the injection uses the
-        frozen weight without LoRA. Training after this is not possible (the LoRA tensors are gone).
+        Every LoRA update is merged into its base weight and the peft wrappers are dropped, so
+        decoding runs plain linear layers (no per-module peft overhead); these, and the LM head, then
+        compute through :func:`~m2ugen.cpu_linear.blocked_linear` (all cores on CPU, unchanged on GPU).
+        The injected layers' value projections keep their LoRA factors aside, since the injection
+        uses the frozen weight without LoRA. Saving afterwards is refused and training is impossible
+        (the LoRA tensors are gone). Calling it again does nothing.
         """
+        if self.fused:
+            return
         for i in range(self.injection.num_injected):
             v_proj = self.layers[self.injection.first_layer + i].self_attn.v_proj
             if hasattr(v_proj, "lora_A"):
@@ -263,12 +271,15 @@ class M2UGenLLM(nn.Module):
                     self.injection.fused_v_lora[i] = (v_proj.lora_A[name].weight.detach().clone(),
                                                       v_proj.lora_B[name].weight.detach().clone(),
                                                       float(v_proj.scaling[name]))
-        for parent in list(self.model.modules()):
+        for parent in list(self.layers.modules()):
             for child_name, child in list(parent.named_children()):
                 if hasattr(child, "lora_A") and hasattr(child, "base_layer"):
                     if not child.merged:
                         child.merge()
-                    setattr(parent, child_name, child.get_base_layer())
+                    child = child.get_base_layer()
+                if type(child) is nn.Linear:
+                    setattr(parent, child_name, BlockedLinear.from_linear(child))
+        self.model.lm_head.blocked = True
         self._hook_injection()
         self.fused = True
 

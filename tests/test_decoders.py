@@ -116,6 +116,9 @@ def test_long_output_is_generated_in_prompted_windows():
     decoder = tiny_musicgen(max_position_embeddings=30)  # windows of 28 frames = 0.56 s
     assert decoder.window_frames() == 28
     calls = spy_generate(decoder)
+    encoded = []  # (audio, codes) of every prompt encoding
+    encode = decoder._encode_prompt
+    decoder._encode_prompt = lambda audio: encoded.append((audio.clone(), encode(audio))) or encoded[-1][1]
     states, mask = decoder.conditioning_for_captions(CAPTIONS)
     clips = decoder.generate(states, 1.0, mask=mask, seed=1)
     assert [c.samples.shape for c in clips] == [(32000,), (32000,)]
@@ -126,7 +129,8 @@ def test_long_output_is_generated_in_prompted_windows():
         assert call["max_new_tokens"] + 1 - 2 + 14 <= 28
     # the prompt of window 2 is the EnCodec encoding of the last 14 frames of window 1's audio
     window1 = torch.from_numpy(np.stack([c.samples[: 28 * 640] for c in clips]))[:, None, 14 * 640:]
-    assert torch.equal(decoder._encode_prompt(window1), calls[1]["decoder_input_ids"])
+    assert len(encoded) == 2 and torch.equal(encoded[0][1], calls[1]["decoder_input_ids"])
+    torch.testing.assert_close(encoded[0][0], window1, atol=1e-6, rtol=0)
 
 
 def test_musicgen_source_audio_is_continued(musicgen, tmp_path):

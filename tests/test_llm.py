@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
 
 from m2ugen.config import M2UGenConfig
+from m2ugen.cpu_linear import BlockedLinear
 from m2ugen.model import find_aud_run
 from m2ugen.prompt import encode_dialogue, with_aud_tokens
 
@@ -198,7 +200,7 @@ def test_training_target_ends_with_eos_and_aud(tiny_model):
 
 
 @torch.no_grad()
-def test_fused_lora_keeps_outputs_and_injection(tiny_model):
+def test_inference_optimization_keeps_outputs_and_injection(tiny_model):
     model = tiny_model.eval()
     for name, p in model.llm.model.named_parameters():
         if "lora_B" in name:
@@ -208,7 +210,9 @@ def test_fused_lora_keeps_outputs_and_injection(tiny_model):
     feats = media_features(model)
     before = logits_of(model, ids, feats)
     generated = model.generate([ids], features=feats, max_new_tokens=6)[0].token_ids
-    model.llm.fuse_lora()
+    model.llm.optimize_for_inference()
     assert not any("lora_" in n for n, _ in model.llm.model.named_parameters())
+    linears = [m for m in model.llm.layers.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(type(m) is BlockedLinear for m in linears) and model.llm.model.lm_head.blocked
     torch.testing.assert_close(logits_of(model, ids, feats), before, atol=1e-5, rtol=1e-4)
     assert model.generate([ids], features=feats, max_new_tokens=6)[0].token_ids == generated
