@@ -10,6 +10,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
 
 from m2ugen.config import M2UGenConfig
+from m2ugen import cpu_linear
 from m2ugen.cpu_linear import BlockedLinear
 from m2ugen.model import find_aud_run
 from m2ugen.prompt import encode_dialogue, with_aud_tokens
@@ -199,8 +200,18 @@ def test_training_target_ends_with_eos_and_aud(tiny_model):
     assert labels[:len(ids) - response_len] == [-100] * (len(ids) - response_len)
 
 
+@pytest.fixture
+def two_threads():
+    """Two intra-op threads (the blocked CPU products split in two), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @torch.no_grad()
-def test_inference_optimization_keeps_outputs_and_injection(tiny_model):
+def test_inference_optimization_keeps_outputs_and_injection(tiny_model, two_threads, monkeypatch):
+    monkeypatch.setattr(cpu_linear, "MIN_BLOCKED_ELEMENTS", 0)  # the tiny weights take the blocked path too
     model = tiny_model.eval()
     for name, p in model.llm.model.named_parameters():
         if "lora_B" in name:
