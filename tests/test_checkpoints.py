@@ -218,7 +218,14 @@ def test_zero_gates_are_reported_plainly():
 
 
 # --- Meta LLaMA ---------------------------------------------------------------------------------
-def test_meta_llama_conversion(tiny_config, tmp_path):
+# Meta's model-parallel layout (fairscale): column-parallel layers split their output rows, row-parallel
+# layers their input columns, the parallel embedding its columns; norms are replicated.
+_META_PARALLEL_DIM = {"wq.weight": 0, "wk.weight": 0, "wv.weight": 0, "w1.weight": 0, "w3.weight": 0,
+                      "output.weight": 0, "wo.weight": 1, "w2.weight": 1, "tok_embeddings.weight": 1}
+
+
+def _meta_llama(tiny_config, tmp_path, num_shards: int = 1):
+    """A plain Meta LLaMA folder from the original's tiny LLaMA -> (the reference model, the folder)."""
     ref = _original(tiny_config).llama
     with torch.no_grad():  # a plain Meta LLaMA: no biases, no LoRA, no [AUD] rows
         meta = {k: v for k, v in ref.state_dict().items() if "lora" not in k and "bias" not in k and "gate" not in k}
@@ -231,10 +238,21 @@ def test_meta_llama_conversion(tiny_config, tmp_path):
                 module.weight.zero_()
     src = tmp_path / "LLaMA" / "7B"
     src.mkdir(parents=True)
-    torch.save(meta, src / "consolidated.00.pth")
+    for rank in range(num_shards):  # model-parallel pieces, split as Meta splits them
+        shard = {}
+        for key, value in meta.items():
+            dim = next((d for suffix, d in _META_PARALLEL_DIM.items() if key.endswith(suffix)), None)
+            shard[key] = value.clone() if dim is None else value.chunk(num_shards, dim=dim)[rank].clone()
+        torch.save(shard, src / f"consolidated.{rank:02d}.pth")
     (src / "params.json").write_text(json.dumps({"dim": 64, "n_layers": 4, "n_heads": 4, "multiple_of": 16,
                                                  "norm_eps": 1e-5, "vocab_size": -1}))
     (tmp_path / "LLaMA" / "tokenizer.model").write_bytes((TINY_TOKENIZER_DIR / "tokenizer.model").read_bytes())
+    return ref, src
+
+
+@pytest.mark.parametrize("num_shards", [1, 2])
+def test_meta_llama_conversion(tiny_config, tmp_path, num_shards):
+    ref, src = _meta_llama(tiny_config, tmp_path, num_shards)
     out = convert_meta_llama(src, tmp_path / "hf", max_shard_bytes=100_000)
     assert (out / "model.safetensors.index.json").is_file() and (out / "tokenizer.model").is_file()
     hf = LlamaForCausalLM.from_pretrained(out).eval()
@@ -246,6 +264,21 @@ def test_meta_llama_conversion(tiny_config, tmp_path):
     w = torch.randn(8, 3)
     assert not torch.equal(permute_rows(w, 2), w)
     assert torch.equal(permute_rows(torch.arange(8.0), 2), torch.tensor([0., 2, 1, 3, 4, 6, 5, 7]))
+
+
+def test_meta_llama_shards_are_all_checked_before_writing(tiny_config, tmp_path):
+    _, src = _meta_llama(tiny_config, tmp_path, num_shards=2)
+    second = torch.load(src / "consolidated.01.pth", weights_only=True)
+    del second["layers.3.feed_forward.w2.weight"]
+    torch.save(second, src / "consolidated.01.pth")
+    with pytest.raises(CheckpointError, match=r"consolidated\.01\.pth.*layers\.3\.feed_forward\.w2\.weight"):
+        convert_meta_llama(src, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+    second["layers.3.feed_forward.w2.weight"] = torch.zeros(64, 3)  # a shard of another model size
+    torch.save(second, src / "consolidated.01.pth")
+    with pytest.raises(CheckpointError, match=r"layers\.3\.feed_forward\.w2\.weight has different shapes"):
+        convert_meta_llama(src, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
 
 
 # --- safety -------------------------------------------------------------------------------------

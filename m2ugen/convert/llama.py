@@ -129,8 +129,13 @@ def convert_meta_llama(src: str | Path, out: str | Path, tokenizer: str | Path |
     num_kv_heads = params.get("n_kv_heads") or num_heads
     expected = set(_TOP_LEVEL) | {f"layers.{i}.{k}" for i in range(num_layers) for k in _SPLIT_DIM
                                   if k not in _TOP_LEVEL}
-    got = {k for k in shards[0] if k != "rope.freqs"}
-    check_keys(f"{files[0]}", got, expected)
+    for f, shard in zip(files, shards):  # every shard, before anything is written
+        check_keys(f"{f}", {k for k in shard if k != "rope.freqs"}, expected)
+    for key in sorted(expected):
+        shapes = [tuple(shard[key].shape) for shard in shards]
+        if len(set(shapes)) > 1:
+            raise CheckpointError(f"{src}: {key} has different shapes in the shards ({', '.join(map(str, shapes))}); "
+                                  "the consolidated.*.pth files are not one model-parallel checkpoint")
 
     def merged(key: str) -> torch.Tensor:
         dim = _SPLIT_DIM[key.split(".", 2)[-1] if key.startswith("layers.") else key]
