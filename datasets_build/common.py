@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 from datasets_build.download import YtDlpDownloader
 from datasets_build.sources import SourceItem
 from m2ugen.errors import DataError
+from m2ugen.files import write_atomically
 
 # Audio pulled out of a video is stored as mono WAV at this rate (Hz); loaders resample as they need.
 EXTRACTED_AUDIO_SR = 44_100
@@ -75,11 +75,8 @@ def extract_frame(video: Path, dest: Path) -> Path:
     from m2ugen.media import load_video
 
     if not dest.is_file():
-        frame = load_video(video, num_frames=1)[0]
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.stem}.tmp.jpg")
-        Image.fromarray(frame).save(tmp, quality=95)
-        os.replace(tmp, dest)
+        frame = Image.fromarray(load_video(video, num_frames=1)[0])
+        write_atomically(dest, lambda tmp: frame.save(tmp, format="JPEG", quality=95), "video frame")
     return dest
 
 

@@ -5,7 +5,6 @@ Holds no loading or resampling logic (that is :mod:`m2ugen.media`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from m2ugen.errors import MediaError
+from m2ugen.files import write_atomically
 
 # File suffix -> soundfile container format. WAV and FLAC are written as 16-bit PCM, OGG as Vorbis.
 WRITE_FORMATS: dict[str, str] = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
@@ -77,13 +77,4 @@ class Audio:
             raise MediaError(f"{path}: already exists (pass overwrite=True to replace it)")
         data = np.clip(self.samples, -1.0, 1.0)
         data = data if data.ndim == 1 else data.T  # soundfile wants (S, C)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(tmp, data, self.sample_rate, format=fmt)
-            os.replace(tmp, path)
-        except (OSError, RuntimeError, ValueError) as err:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise MediaError(f"{path}: cannot write audio ({err})") from err
-        return path
+        return write_atomically(path, lambda tmp: sf.write(tmp, data, self.sample_rate, format=fmt), "audio")

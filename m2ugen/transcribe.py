@@ -22,6 +22,7 @@ import numpy as np
 
 from m2ugen.audio import Audio
 from m2ugen.errors import ConfigError
+from m2ugen.files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,6 @@ class Note:
 def _ensure_new(path: Path, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise ConfigError(f"{path}: already exists; pass overwrite=True (--overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -165,8 +165,8 @@ class Transcription:
 
     def save_midi(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the MIDI file and remember its path in :attr:`midi_path`."""
-        path = _ensure_new(Path(path), overwrite)
-        self.to_midi().write(str(path))
+        midi = self.to_midi()
+        path = write_atomically(_ensure_new(Path(path), overwrite), lambda tmp: midi.write(str(tmp)), "MIDI")
         self.midi_path = path
         return path
 
@@ -182,9 +182,9 @@ class Transcription:
 
     def save_abc(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write :attr:`abc` to ``path``."""
-        path = _ensure_new(Path(path), overwrite)
-        path.write_text(self.abc, encoding="utf-8")
-        return path
+        text = self.abc
+        return write_atomically(_ensure_new(Path(path), overwrite),
+                                lambda tmp: tmp.write_text(text, encoding="utf-8"), "ABC")
 
     def plot(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Draw a piano roll (time in seconds against pitch, shade = velocity) as a PNG."""
@@ -209,8 +209,7 @@ class Transcription:
         axes.set_ylabel("pitch")
         axes.set_title(self.message, fontsize=9)
         figure.tight_layout()
-        figure.savefig(path, format="png")
-        return path
+        return write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"), "piano roll")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -104,6 +104,26 @@ def test_outputs_midi_abc_and_piano_roll(tmp_path: Path, piano_melody: Piece) ->
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+
+def test_a_full_disk_is_named_and_the_earlier_files_are_kept(tmp_path: Path, piano_melody: Piece,
+                                                             monkeypatch) -> None:
+    result = piano_melody.result
+    midi, abc = result.save_midi(tmp_path / "out.mid"), result.save_abc(tmp_path / "out.abc")
+    before = midi.read_bytes(), abc.read_bytes()
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pretty_midi.PrettyMIDI, "write", no_space)
+    monkeypatch.setattr(Path, "write_text", no_space)
+    with pytest.raises(MediaError, match=r"out\.mid: cannot write MIDI \(.*No space left"):
+        result.save_midi(midi, overwrite=True)
+    with pytest.raises(MediaError, match=r"out\.abc: cannot write ABC \(.*No space left"):
+        result.save_abc(abc, overwrite=True)
+    assert (midi.read_bytes(), abc.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.abc", "out.mid"]
+
+
 @needs_fluidsynth
 def test_pitch_bends_are_written_to_the_midi_file(piano_melody: Piece) -> None:
     result = transcribe(piano_melody.wav, config=TranscribeConfig(pitch_bends=True))
