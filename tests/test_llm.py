@@ -115,9 +115,13 @@ def greedy_full_recompute(model, ids: list[int], features, steps: int) -> list[i
 
 
 @torch.no_grad()
-def test_kv_cache_matches_full_recompute_and_batching(tiny_model):
+@pytest.mark.parametrize("optimized", [False, True], ids=["training-layout", "inference-optimized"])
+def test_kv_cache_matches_full_recompute_and_batching(tiny_model, optimized, two_threads, monkeypatch):
     model = tiny_model.eval()
     model.llm.injection.gate.data.fill_(0.3)
+    if optimized:  # as the Assistant runs it, with every product on the blocked CPU path
+        monkeypatch.setattr(cpu_linear, "MIN_BLOCKED_ELEMENTS", 0)
+        model.llm.optimize_for_inference()
     feats = media_features(model, batch_size=3)
     tok = model.tokenizer
     prompts = [encode_dialogue(tok, text)[0] for text in ("describe it", "write a slow sad song for this picture",
