@@ -25,7 +25,7 @@ from PIL import Image
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList, SuppressTokensLogitsProcessor
 
 from m2ugen.config import TINY_TOKENIZER_DIR, M2UGenConfig
-from m2ugen.cpu_linear import BlockedLinear
+from m2ugen.cpu_linear import use_blocked_linears
 from m2ugen.encoders import ImageEncoder, MusicEncoder, VideoEncoder
 from m2ugen.llm import M2UGenLLM
 from m2ugen.model import M2UGen
@@ -52,10 +52,7 @@ def build(layers: int, dim: int, vocab: int) -> tuple[M2UGen, LlamaForCausalLM, 
         for name, p in stock.named_parameters():
             p.copy_(ours[name])
     plain = copy.deepcopy(stock)
-    for parent in list(plain.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Linear:
-                setattr(parent, name, BlockedLinear.from_linear(child))
+    use_blocked_linears(plain)
     return model, plain, stock
 
 

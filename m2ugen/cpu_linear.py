@@ -11,6 +11,8 @@ weights under ``MIN_BLOCKED_ELEMENTS``, whose products are too short for the spl
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +20,7 @@ from torch import nn
 MIN_BLOCKED_ELEMENTS = 1 << 19  # 2 MB of fp32 weight: below this the bmm set-up costs more than it saves
 
 
+@functools.lru_cache(maxsize=None)
 def _num_blocks(rows: int, threads: int) -> int:
     """The largest P <= ``threads`` that divides ``rows`` (1 when none above 1 does)."""
     for p in range(threads, 1, -1):
@@ -58,3 +61,11 @@ class BlockedLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return blocked_linear(x, self.weight, self.bias)
+
+
+def use_blocked_linears(module: nn.Module) -> None:
+    """Replace every plain ``nn.Linear`` inside ``module`` by a :class:`BlockedLinear` sharing its tensors."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, BlockedLinear.from_linear(child))

@@ -27,7 +27,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from m2ugen.config import MODALITIES, M2UGenConfig
-from m2ugen.cpu_linear import BlockedLinear, blocked_linear
+from m2ugen.cpu_linear import blocked_linear, use_blocked_linears
 from m2ugen.errors import CheckpointError
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -276,9 +276,8 @@ class M2UGenLLM(nn.Module):
                 if hasattr(child, "lora_A") and hasattr(child, "base_layer"):
                     if not child.merged:
                         child.merge()
-                    child = child.get_base_layer()
-                if type(child) is nn.Linear:
-                    setattr(parent, child_name, BlockedLinear.from_linear(child))
+                    setattr(parent, child_name, child.get_base_layer())
+        use_blocked_linears(self.layers)
         self.model.lm_head.blocked = True
         self._hook_injection()
         self.fused = True
