@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m2ugen.errors import ConfigError
+
 
 class AdapterBlock(nn.Module):
     """Pre-norm residual SwiGLU block: ``y + w2(silu(w1(n)) * w3(n))`` with ``n = RMSNorm(y)``."""
@@ -45,8 +47,8 @@ class ModalityAdapter(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if features.dim() != 3 or features.shape[1:] != (self.num_tokens, self.in_dim):
-            raise ValueError(f"adapter expects features of shape (B, {self.num_tokens}, {self.in_dim}), "
-                             f"got {tuple(features.shape)}")
+            raise ConfigError(f"adapter expects features of shape (B, {self.num_tokens}, {self.in_dim}), "
+                              f"got {tuple(features.shape)}")
         x = self.agg(features.to(self.proj.weight.dtype)).squeeze(1)  # (B, in_dim)
         x = F.normalize(x, dim=-1)
         y = self.proj(x)  # (B, out_dim)

@@ -1,15 +1,20 @@
-"""Decoding speed of M2UGen.generate against plain LLaMA and against the original's no-cache loop.
+"""Decoding speed of M2UGen.generate against the machine's bandwidth bound, plain LLaMA and the original loop.
 
-Model: LLaMA at dim 1024, 12 layers, 32k vocabulary (random fp32 weights; ``--dim 512`` for the
-smaller example size), all three modalities injected, batch 1, a 64-token prompt, 256 new tokens
-(EOS suppressed everywhere, so every run makes exactly 256). Same weights, same run:
-  ours     ``M2UGen.generate`` as the Assistant runs it (``optimize_for_inference``: LoRA folded,
-           multi-core CPU linear layers)
-  plain    transformers ``LlamaForCausalLM.generate`` with the same linear layers: the floor for any
-           injection scheme, so ``overhead_vs_plain`` is the cost of M2UGen's own machinery
-  stock    the same, with stock ``nn.Linear`` (for reference)
+Model: LLaMA at dim 1024, 12 layers, 32k vocabulary by default (``--dim 256 --layers 8 --vocab 2048
+--heads 8`` is the m2ugen-mini size), random fp32 weights, all three modalities injected, batch 1, a
+64-token prompt, 256 new tokens (EOS suppressed everywhere, so every run makes exactly 256). Same
+weights, same run, same thread count:
+  bound    the time to read every weight of a decoding step once: the faster of a plain reduction
+           (``sum``) over each weight and a one-row product with each weight (best of 7)
+  ours     ``M2UGen.generate`` as the Assistant runs it (``optimize_for_inference``; m2ugen.decoding)
+  int8     the same with ``optimize_for_inference(quantize="int8")``
+  today    the previous path: transformers' ``generate`` on our model, injection by hooks
+  plain    transformers ``LlamaForCausalLM.generate`` with stock ``nn.Linear`` (no injection): the
+           floor for any injection scheme, so ``overhead_vs_plain`` is the cost of M2UGen's own machinery
   nocache  the original M2UGen algorithm on our model: every step recomputes the whole prefix
-Last line: ``decode: overhead_vs_plain=<ratio>x speedup_vs_nocache=<ratio>x``.
+int8 accuracy: logits of the int8 model with the fp32 model's 256 greedy tokens forced (teacher
+forcing): max |delta| and how often its argmax agrees; and its own free-running greedy tokens.
+Last line: ``decode: bound_fraction=<f> overhead_vs_plain=<r>x speedup_vs_nocache=<s>x int8_speedup=<q>x``.
 """
 
 from __future__ import annotations
@@ -21,39 +26,71 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
-from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList, SuppressTokensLogitsProcessor
+from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList, \
+    SuppressTokensLogitsProcessor
 
 from m2ugen.config import TINY_TOKENIZER_DIR, M2UGenConfig
-from m2ugen.cpu_linear import use_blocked_linears
 from m2ugen.encoders import ImageEncoder, MusicEncoder, VideoEncoder
 from m2ugen.llm import M2UGenLLM
 from m2ugen.model import M2UGen
+from m2ugen.quantize import Int8Linear
 from m2ugen.tokenizer import load_tokenizer
 
 
-def build(layers: int, dim: int, vocab: int) -> tuple[M2UGen, LlamaForCausalLM, LlamaForCausalLM]:
-    """-> (M2UGen as the Assistant runs it, plain LLaMA with the same linear layers, stock plain LLaMA)."""
+def build(layers: int, dim: int, vocab: int, heads: int) -> tuple[M2UGen, M2UGen, LlamaForCausalLM]:
+    """-> (M2UGen as the Assistant runs it, the same quantized to int8, stock plain LLaMA, same weights)."""
     llm = dict(vocab_size=vocab, hidden_size=dim, intermediate_size=dim * 8 // 3 // 64 * 64 + 64,
-               num_hidden_layers=layers, num_attention_heads=dim // 64, num_key_value_heads=dim // 64,
+               num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
                max_position_embeddings=1024, bos_token_id=1, eos_token_id=2)
     cfg = M2UGenConfig.preset("tiny", llm_config=llm, layers_per_modality=layers // 6, lora_rank=16,
                               lora_alpha=16.0)
-    # The benchmark feeds token ids directly, so the small shipped tokenizer serves a 32k-vocabulary LLM.
+    # The benchmark feeds token ids directly, so the small shipped tokenizer serves any vocabulary.
     tokenizer = load_tokenizer(TINY_TOKENIZER_DIR, cfg.num_aud_tokens, 1000)
     model = M2UGen(cfg, tokenizer, M2UGenLLM.from_config(cfg), MusicEncoder.from_config(cfg.mert_config),
                    ImageEncoder.from_config(cfg.vit_config), VideoEncoder.from_config(cfg.vivit_config)).eval()
     with torch.no_grad():
         model.llm.injection.gate.fill_(0.5)
+    int8 = copy.deepcopy(model)
     model.llm.optimize_for_inference()  # the inference setting the Assistant uses
+    int8.llm.optimize_for_inference(quantize="int8")
     stock = LlamaForCausalLM(LlamaConfig(**llm, tie_word_embeddings=False)).eval()
     ours = dict(model.llm.model.named_parameters())
     with torch.no_grad():
         for name, p in stock.named_parameters():
             p.copy_(ours[name])
-    plain = copy.deepcopy(stock)
-    use_blocked_linears(plain)
-    return model, plain, stock
+    return model, int8, stock
+
+
+def step_weights(model: M2UGen) -> list[torch.Tensor]:
+    """The weight tensors one decoding step reads in full: every linear layer's and the LM head's."""
+    llm = model.llm
+    out = []
+    for module in llm.layers.modules():
+        if isinstance(module, Int8Linear):
+            out += [module.qweight, module.scales]
+        elif isinstance(module, nn.Linear):
+            out.append(module.weight)
+    head = llm.model.lm_head
+    out += [head.base.qweight, head.base.scales] if isinstance(head.base, Int8Linear) else [head.weight]
+    return out
+
+
+def read_seconds(weights: list[torch.Tensor]) -> float:
+    """Best time to read float ``weights`` (N, K) once: a reduction or a one-row product over each."""
+    xs = {w.shape[-1]: torch.randn(1, w.shape[-1]) for w in weights}
+
+    def reduce() -> None:
+        for w in weights:
+            w.sum()
+
+    def products() -> None:
+        for w in weights:
+            F.linear(xs[w.shape[-1]], w)
+
+    return min(best_times({"sum": reduce, "linear": products}, 7).values())
 
 
 def features(model: M2UGen) -> dict[str, torch.Tensor]:
@@ -76,39 +113,53 @@ def best_times(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, f
     return best
 
 
+class ForceAndRecord(LogitsProcessor):
+    """Records the scores of each step, then forces the next token of ``script`` (teacher forcing)."""
+
+    def __init__(self, script: list[int]) -> None:
+        self.script, self.scores = script, []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.scores.append(scores[0].clone())
+        out = torch.full_like(scores, -float("inf"))
+        out[:, self.script[len(self.scores) - 1]] = 0.0
+        return out
+
+
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--heads", type=int, default=None, help="attention heads (default dim / 64)")
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--new", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model, plain, stock = build(args.layers, args.dim, args.vocab)
+    model, int8, stock = build(args.layers, args.dim, args.vocab, args.heads or args.dim // 64)
     feats = features(model)
     prompt = torch.randint(3, 1000, (1, args.prompt)).tolist()[0]
-    no_eos = dict(max_new_tokens=args.new)
-    eos = model.tokenizer.eos_token_id  # suppressed in both, so every run makes exactly ``new`` tokens
-    no_eos_processor = LogitsProcessorList([SuppressTokensLogitsProcessor([eos])])
+    eos = model.tokenizer.eos_token_id  # suppressed everywhere, so every run makes exactly ``new`` tokens
+    no_eos = LogitsProcessorList([SuppressTokensLogitsProcessor([eos])])
+    tokens: dict[str, list[int]] = {}  # the last run's new tokens of each path
 
-    tokens: dict[str, list[int]] = {}  # the last run's new tokens, to check both paths decode the same
-
-    def run_ours() -> None:
-        out = model.generate([prompt], features=feats, **no_eos, project=False, logits_processor=no_eos_processor)
+    def run_ours(name: str, m: M2UGen) -> None:
+        out = m.generate([prompt], features=feats, max_new_tokens=args.new, project=False, logits_processor=no_eos)
         assert len(out[0].token_ids) == args.new
-        tokens["ours"] = out[0].token_ids
+        tokens[name] = out[0].token_ids
 
     ids = torch.tensor([prompt])
-
-    def run_plain(llama: LlamaForCausalLM = plain) -> None:
-        out = llama.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, eos_token_id=eos,
-                             pad_token_id=0, logits_processor=no_eos_processor, **no_eos)
-        assert out.shape[1] == args.prompt + args.new
-
     vectors = model.llm.injection_vectors(model.adapter_tokens(feats), 1)
+
+    def run_hf(name: str, llama: LlamaForCausalLM, inject: bool) -> None:
+        model.llm.injection.set_vectors(vectors if inject else None)
+        out = llama.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, eos_token_id=eos,
+                             pad_token_id=0, logits_processor=no_eos, max_new_tokens=args.new)
+        model.llm.injection.set_vectors(None)
+        assert out.shape[1] == args.prompt + args.new
+        tokens[name] = out[0, args.prompt:].tolist()
 
     def run_nocache(steps: int = args.new) -> None:  # the original: whole prefix every step, last logits only
         seq = list(prompt)
@@ -120,22 +171,59 @@ def main() -> None:
         model.llm.injection.set_vectors(None)
         tokens["nocache"] = seq[len(prompt):]
 
-    secs = best_times({"ours": run_ours, "plain": run_plain, "stock": lambda: run_plain(stock)}, args.repeats)
+    fp32_bytes = sum(w.numel() * w.element_size() for w in step_weights(model))
+    int8_bytes = sum(w.numel() * w.element_size() for w in step_weights(int8))
+    secs = best_times({"ours": lambda: run_ours("ours", model),
+                       "int8": lambda: run_ours("int8", int8),
+                       "today": lambda: run_hf("today", model.llm.model, True),
+                       "plain": lambda: run_hf("plain", stock, False)}, args.repeats)
+    secs["bound"] = read_seconds(step_weights(model)) * args.new
+    bandwidth = fp32_bytes * args.new / secs["bound"]
     run_nocache(8)  # warm-up
     start = time.perf_counter()
     run_nocache()
     secs["nocache"] = time.perf_counter() - start
-    names = {"ours": "`M2UGen.generate` (KV cache, injection)",
-             "plain": "`LlamaForCausalLM.generate`, same linear layers",
-             "stock": "`LlamaForCausalLM.generate`, stock `nn.Linear`",
+
+    names = {"bound": "bandwidth bound (read every weight once per token)",
+             "ours": "`M2UGen.generate` (static KV cache, injection)",
+             "int8": "`M2UGen.generate`, int8 weights",
+             "today": "previous path: transformers `generate` + injection hooks",
+             "plain": "`LlamaForCausalLM.generate`, stock `nn.Linear`",
              "nocache": "no-cache loop (the original's algorithm)"}
-    print("| decoder | seconds | tokens/s |\n|---|---|---|")
+    bytes_of = {"int8": int8_bytes}
+    print(f"threads {torch.get_num_threads()}, weights read per token: fp32 {fp32_bytes / 1e6:.0f} MB, "
+          f"int8 {int8_bytes / 1e6:.0f} MB; measured read bandwidth {bandwidth / 1e9:.1f} GB/s")
+    print("| decoder | seconds | tokens/s | ms/token | of its bound |\n|---|---|---|---|---|")
     for key, name in names.items():
-        print(f"| {name} | {secs[key]:.2f} | {args.new / secs[key]:.1f} |")
-    same = sum(a == b for a, b in zip(tokens["ours"], tokens["nocache"]))
-    print(f"greedy tokens equal to the no-cache loop's: {same}/{args.new}")
-    print(f"decode: overhead_vs_plain={secs['ours'] / secs['plain']:.3f}x "
-          f"speedup_vs_nocache={secs['nocache'] / secs['ours']:.1f}x")
+        bound = bytes_of.get(key, fp32_bytes) / bandwidth
+        per_token = secs[key] / args.new
+        print(f"| {name} | {secs[key]:.2f} | {args.new / secs[key]:.1f} | {1e3 * per_token:.1f} | "
+              f"{bound / per_token:.2f} |")
+    for key in ("today", "nocache"):  # (plain LLaMA has no injection, so its tokens differ)
+        same = sum(a == b for a, b in zip(tokens["ours"], tokens[key]))
+        print(f"greedy tokens equal to {key}'s: {same}/{args.new}")
+
+    # int8 accuracy: logits along the fp32 greedy answer, and int8's own greedy answer.
+    script = tokens["ours"]
+    recorded = {}
+    for name, m in (("fp32", model), ("int8", int8)):
+        proc = ForceAndRecord(script)
+        m.generate([prompt], features=feats, max_new_tokens=args.new, project=False,
+                   logits_processor=LogitsProcessorList([no_eos[0], proc]))
+        recorded[name] = torch.stack(proc.scores)
+    fp32_logits, int8_logits = recorded["fp32"], recorded["int8"]
+    finite = torch.isfinite(fp32_logits)
+    delta = (int8_logits - fp32_logits)[finite].abs().max().item()
+    spread = fp32_logits[finite].std().item()
+    forced_same = int((int8_logits.argmax(-1) == fp32_logits.argmax(-1)).sum())
+    free_same = sum(a == b for a, b in zip(tokens["ours"], tokens["int8"]))
+    first_diff = next((i for i, (a, b) in enumerate(zip(tokens["ours"], tokens["int8"])) if a != b), args.new)
+    print(f"int8 logits along the fp32 answer: max |delta| {delta:.4f} (logits std {spread:.3f}), "
+          f"argmax equal {forced_same}/{args.new}; free-running greedy tokens equal {free_same}/{args.new} "
+          f"(first difference at {first_diff})")
+    bound_fraction = fp32_bytes / bandwidth / (secs["ours"] / args.new)
+    print(f"decode: bound_fraction={bound_fraction:.2f} overhead_vs_plain={secs['ours'] / secs['plain']:.3f}x "
+          f"speedup_vs_nocache={secs['nocache'] / secs['ours']:.1f}x int8_speedup={secs['ours'] / secs['int8']:.2f}x")
 
 
 if __name__ == "__main__":

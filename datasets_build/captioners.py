@@ -18,7 +18,7 @@ from datasets_build.engine import Failure
 from datasets_build.manifest import JsonlAppender, load_index
 from m2ugen.errors import CheckpointError, ConfigError, DataError, M2UGenError
 
-# The question the original asked MU-LLaMA for every music caption (REFERENCE.md Part A §5.1).
+# The question the original asked MU-LLaMA for every music caption.
 MUSIC_CAPTION_QUESTION = "Describe the music in detail including details such as instruments used, tempo and mood of the song"
 
 

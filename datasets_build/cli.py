@@ -1,4 +1,5 @@
-"""``m2ugen-data``: build MUCaps, MUEdit, MUImage and MUVideo manifests from local media or a segment CSV.
+"""``m2ugen-data``: build MUCaps, MUEdit, MUImage and MUVideo manifests from local media or a segment CSV,
+and the rendered corpus (``corpus``) from music21's bundled scores or a folder of your own.
 
 Each subcommand parses its options, builds the models it was given, calls one builder function and
 prints the summary. Library errors are printed as one ``error: ...`` line with exit code 2.
@@ -47,7 +48,8 @@ def _writer_option(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="m2ugen-data", description="Build MUCaps, MUEdit, MUImage and MUVideo manifests from local media or a segment CSV."
+        prog="m2ugen-data", description="Build MUCaps, MUEdit, MUImage and MUVideo manifests from local media or a segment CSV, "
+                                    "and the rendered corpus of scores (corpus)."
     )
     sub = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     captioner_help = "music captioner: assistant:DIR or plugin:module:attr"
@@ -90,15 +92,51 @@ def build_parser() -> argparse.ArgumentParser:
         visual.add_argument(f"--{kind}-captioner", required=True, help=f"{kind} captioner: {kind}:DIR or plugin:module:attr")
         _writer_option(visual)
         visual.set_defaults(func=run_muimage if kind == "image" else run_muvideo)
+    _corpus_parser(sub)
     return parser
+
+
+def _corpus_parser(sub: Any) -> None:
+    from datasets_build.corpus import CorpusConfig
+    from datasets_build.corpus_sources import COLLECTIONS, DEFAULT_COLLECTIONS
+
+    defaults = CorpusConfig()
+    corpus = sub.add_parser("corpus", help="real compositions rendered with sound fonts, with exact labels")
+    corpus.add_argument("--out", type=Path, required=True, help="build folder (clips, labels, manifests, summary)")
+    corpus.add_argument("--collections", default=",".join(DEFAULT_COLLECTIONS),
+                        help=f"music21 corpus collections, comma-separated, or 'none' (known: {', '.join(COLLECTIONS)}; "
+                             "essen is non-commercial)")
+    corpus.add_argument("--scores", type=Path, action="append", default=[],
+                        help="a folder of your own ABC / MusicXML / kern / MIDI files (repeatable)")
+    corpus.add_argument("--works", type=int, default=None, help="only N works, spread over the collections (hash order)")
+    corpus.add_argument("--instrumentations", type=int, default=defaults.instrumentations, help="clips per work")
+    corpus.add_argument("--edits-per-work", type=int, default=defaults.edits_per_work, help="exact edit clips per work")
+    corpus.add_argument("--max-seconds", type=float, default=defaults.max_seconds,
+                        help="excerpt length: whole bars up to this many seconds")
+    corpus.add_argument("--sample-rate", type=int, default=defaults.sample_rate)
+    corpus.add_argument("--seed", type=int, default=defaults.seed)
+    corpus.add_argument("--train-soundfonts", default=",".join(defaults.train_soundfonts),
+                        help="fonts for train/valid clips: names or paths, comma-separated")
+    corpus.add_argument("--test-soundfonts", default=",".join(defaults.test_soundfonts or ()),
+                        help="held-out fonts for test clips; 'same' uses the training fonts")
+    corpus.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction)
+    corpus.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
+    corpus.add_argument("--shard", default="0/1", help="this worker's shard i/n (default 0/1)")
+    corpus.add_argument("--batch-size", type=int, default=16)
+    corpus.add_argument("--limit", type=int, default=None, help="only the first N clips of this shard")
+    corpus.add_argument("--max-failure-fraction", type=float, default=0.5)
+    corpus.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=False)
+    corpus.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    corpus.set_defaults(func=run_corpus, device="cpu")
 
 
 def _build_config(args: argparse.Namespace) -> Any:
     from datasets_build.engine import BuildConfig
     from datasets_build.sources import parse_shard
+    from m2ugen.files import check_folder
 
     return BuildConfig(
-        out_dir=args.out, shard=parse_shard(args.shard), batch_size=args.batch_size, limit=args.limit,
+        out_dir=check_folder(args.out, "--out "), shard=parse_shard(args.shard), batch_size=args.batch_size, limit=args.limit,
         device=args.device, max_failure_fraction=args.max_failure_fraction, retry_failed=args.retry_failed,
         progress=args.progress,
     )
@@ -201,6 +239,34 @@ def run_muvideo(args: argparse.Namespace) -> int:
         writer=load_writer(args.writer, device=args.device), downloader=downloader,
     )
     _print_summary(summary)
+    return 0
+
+
+def run_corpus(args: argparse.Namespace) -> int:
+    import zlib
+
+    from datasets_build.corpus import CorpusConfig, build_corpus
+    from datasets_build.corpus_sources import collection_works, folder_works
+
+    names = [] if args.collections.strip().lower() == "none" else [n.strip() for n in args.collections.split(",") if n.strip()]
+    works = collection_works(names) + [w for folder in args.scores for w in folder_works(folder)]
+    if not works:
+        raise ConfigError("corpus: no works (give --collections and/or --scores)")
+    if args.works is not None:
+        works = sorted(works, key=lambda w: zlib.crc32(w.id.encode("utf-8")))[: args.works]
+    fonts = tuple(f.strip() for f in args.train_soundfonts.split(",") if f.strip())
+    test = None if args.test_soundfonts.strip() == "same" else tuple(f.strip() for f in args.test_soundfonts.split(",") if f.strip())
+    config = CorpusConfig(
+        instrumentations=args.instrumentations, edits_per_work=args.edits_per_work, max_seconds=args.max_seconds,
+        sample_rate=args.sample_rate, seed=args.seed, train_soundfonts=fonts, test_soundfonts=test or None,
+        valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
+    )
+    summary = build_corpus(works, config, _build_config(args))
+    print(f"corpus: {summary['clips']} clips of {summary['works']} works, {summary['audio_hours']} h of audio, "
+          f"{summary['disk_gb']} GB, {summary['failures']} failures {json.dumps(summary['failures_by_stage'])}")
+    print(f"  labels:    {summary['clips_manifest']}")
+    print(f"  manifests: {', '.join(sorted(summary['manifests']))}")
+    print(f"  summary:   {summary['table']}, {summary['plot']}")
     return 0
 
 

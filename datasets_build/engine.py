@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -72,7 +73,7 @@ class BatchResult:
     whose decision is logged by the builder itself).
     """
 
-    records: list[ManifestRecord] = field(default_factory=list)
+    records: list[ManifestRecord] = field(default_factory=list)  # or any row with ``id`` and ``to_dict()``
     failures: list[Failure] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
@@ -137,6 +138,7 @@ def run_build(
     process: Callable[[list[SourceItem]], BatchResult],
     *,
     handled_elsewhere: Iterable[str] = (),
+    validate: Callable[..., Any] = validate_record,
 ) -> BuildReport:
     """Process this shard's pending items in batches, appending to ``<name>.jsonl`` and ``<name>_failures.jsonl``.
 
@@ -146,6 +148,8 @@ def run_build(
         config: shard, batch size, limit, failure policy.
         process: turns a batch into records, failures and skipped ids.
         handled_elsewhere: ids finished by an earlier run without a record (e.g. filter rejections).
+        validate: ``validate(row_dict, where=...)`` -> an object with ``to_dict()``; the manifest schema
+            by default, another row schema for builders whose log is not a manifest (corpus clips).
 
     Raises:
         DataError: if too many items fail (names the counts and the failures file).
@@ -171,7 +175,7 @@ def run_build(
         for batch in batched([item for item in pending if not item.error], config.batch_size):
             result = process(batch)
             _check_accounted(name, batch, result)
-            rows = [validate_record(record.to_dict(), where=f"{name} record {record.id}").to_dict() for record in result.records]
+            rows = [validate(record.to_dict(), where=f"{name} record {record.id}").to_dict() for record in result.records]
             report.written += manifest.append(rows)
             report.failed += failures.append(f.to_dict() for f in result.failures)
             report.failure_stages.update(f.stage for f in result.failures)

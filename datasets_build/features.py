@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from m2ugen.notation.key import key_correlations
+
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Key k in 0..11 is major with tonic k; 12..23 is minor with tonic k - 12.
 KEY_NAMES = tuple(f"{p} major" for p in PITCH_CLASSES) + tuple(f"{p} minor" for p in PITCH_CLASSES)
-_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 # Canonical tag -> words that mention it in a caption (word boundaries, optional plural "s").
 INSTRUMENTS: dict[str, tuple[str, ...]] = {
@@ -112,12 +112,9 @@ class ClipFeatures:
 
 
 def estimate_key(chroma_mean: np.ndarray) -> tuple[int, float]:
-    """Best of the 24 Krumhansl-Kessler keys for a 12-bin chroma profile: ``(key index, correlation)``."""
-    profiles = np.stack([np.roll(_MAJOR_PROFILE, k) for k in range(12)] + [np.roll(_MINOR_PROFILE, k) for k in range(12)])
-    x = chroma_mean - chroma_mean.mean()
-    p = profiles - profiles.mean(axis=1, keepdims=True)
-    denom = np.linalg.norm(p, axis=1) * max(float(np.linalg.norm(x)), 1e-12)
-    corr = p @ x / denom
+    """Best of the 24 Krumhansl-Kessler keys for a 12-bin chroma profile: ``(key index, correlation)``
+    (:func:`m2ugen.notation.key.key_correlations`)."""
+    corr = key_correlations(chroma_mean)
     best = int(np.argmax(corr))
     return best, float(corr[best])
 

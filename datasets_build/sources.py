@@ -52,9 +52,6 @@ class SourceItem:
     segment: Segment | None = None
     error: str | None = None
 
-    def with_media(self, **paths: Path | None) -> SourceItem:
-        return replace(self, **paths)
-
 
 def _format_seconds(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")

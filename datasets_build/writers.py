@@ -2,7 +2,7 @@
 
 Two implementations behind :class:`InstructionWriter`: a deterministic :class:`TemplateWriter`
 and :class:`ChatLMWriter`, any local causal LM with a chat template (the original used MPT-7B-chat
-with the system prompts paraphrased below; REFERENCE.md Part A §5.3-5.5).
+with the system prompts paraphrased below).
 """
 
 from __future__ import annotations
@@ -145,8 +145,9 @@ class ChatLMWriter:
     def _generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
         prompts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        self._torch.manual_seed(self.seed)
-        with self._torch.inference_mode():
+        from m2ugen.seeding import seeded
+
+        with seeded(self.seed), self._torch.inference_mode():  # transformers samples from the global RNG
             tokens = self.model.generate(**batch, pad_token_id=self.tokenizer.pad_token_id, **self.generate_kwargs)
         new = tokens[:, batch["input_ids"].shape[1]:]
         return [_first_line(text) for text in self.tokenizer.batch_decode(new, skip_special_tokens=True)]

@@ -8,6 +8,7 @@ turn at a time.
 
 from __future__ import annotations
 
+import secrets
 import sys
 import tempfile
 import threading
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2ugen.errors import ConfigError, M2UGenError
+from m2ugen.settings import DEFAULT_SECONDS, DEFAULTS
 
 if TYPE_CHECKING:
-    from m2ugen.assistant import Assistant, Conversation
+    from m2ugen.assistant import Assistant, Conversation, Reply
 
 TITLE = "M2UGen: any-to-music assistant"
 DEFAULT_HOST = "127.0.0.1"
@@ -39,53 +41,124 @@ class ChatSession:
         self._lock = threading.Lock()
         self._count = 0
 
-    def respond(self, text: str, audio: str | None, image: str | None, video: str | None, task: str,
-                seconds: float, temperature: float, top_p: float, max_new_tokens: float, guidance_scale: float,
-                seed: float | None, messages: list[dict[str, Any]] | None, conversation: Conversation | None,
-                ) -> tuple[list[dict[str, Any]], Conversation, str, None, None, None]:
-        """One turn: returns (chat messages, conversation, cleared text, cleared audio/image/video).
+    def respond(self, text: str, audio: Upload, image: Upload, video: Upload, task: str, seconds: float,
+                temperature: float, top_p: float, max_new_tokens: float, guidance_scale: float, seed: str | float | None,
+                messages: list[dict[str, Any]] | None, conversation: Conversation | None) -> tuple[Any, ...]:
+        """One turn: returns (chat messages twice: shown and kept, conversation, text box, audio, image,
+        video, MIDI download).
 
-        Raises:
-            gradio.Error: with the one-line message of a bad input or setting.
+        Uploads arrive as gradio's raw payloads (nothing is decoded before this), so that a bad file
+        never fails inside gradio: a bad input or setting becomes one assistant message naming the
+        user's own file name and one line in the server log; the uploads are cleared, the text is kept
+        to send again, and the history stays. An empty seed means a fresh random seed each turn.
         """
-        import gradio as gr
-
         from m2ugen.assistant import Conversation
 
         messages = list(messages or [])
         conversation = conversation if conversation is not None else Conversation()
-        settings = dict(task=task, seconds=float(seconds), temperature=float(temperature), top_p=float(top_p),
-                        max_new_tokens=int(max_new_tokens), guidance_scale=float(guidance_scale),
-                        seed=None if seed in (None, "") else int(seed))
-        with self._lock:
-            self.assistant.conversation = conversation
-            try:
-                reply = self.assistant.chat(text, audio=audio, image=image, video=video, **settings)
-                if reply.audio is not None:
-                    self._count += 1
-                    wav = reply.audio.save(self.output_dir / f"reply-{self._count}.wav", overwrite=True)
-            except M2UGenError as err:
-                raise gr.Error(str(err)) from None
-            finally:
-                conversation = self.assistant.conversation
+        files = {kind: _upload(value) for kind, value in (("audio", audio), ("image", image), ("video", video))}
+        paths = {kind: path for kind, (path, _) in files.items()}
+        try:
+            settings = dict(task=task, seconds=float(seconds), temperature=float(temperature), top_p=float(top_p),
+                            max_new_tokens=int(max_new_tokens), guidance_scale=float(guidance_scale),
+                            seed=_seed(seed))
+            with self._lock:
+                self.assistant.conversation = conversation
+                try:
+                    reply = self.assistant.chat(text, **paths, **settings)
+                    shown = self._reply_messages(reply)
+                finally:
+                    conversation = self.assistant.conversation
+        except M2UGenError as err:
+            problem = str(err)
+            for path, name in files.values():
+                if path:
+                    problem = problem.replace(path, name)
+            print(f"m2ugen UI: user error: {problem}", file=sys.stderr, flush=True)
+            messages += [{"role": "user", "content": text},
+                         {"role": "assistant", "content": f"Could not do that: {problem}"}]
+            return messages, messages, conversation, text, None, None, None, _midi_download(None)
         messages.append({"role": "user", "content": text})
-        for path in (audio, image, video):
-            if path:
-                messages.append({"role": "user", "content": {"path": str(path)}})
-        shown = f"```\n{reply.abc}\n```" if reply.abc is not None else reply.text
-        messages.append({"role": "assistant", "content": shown})
+        messages += [{"role": "user", "content": {"path": path}} for path in paths.values() if path]
+        messages += shown
+        return messages, messages, conversation, "", None, None, None, _midi_download(reply.midi_path)
+
+    def _reply_messages(self, reply: Reply) -> list[dict[str, Any]]:
+        """The chat messages of a reply: its text (a score's or transcription's ABC as a code block), its
+        music (a score played), and a transcription's MIDI rendered to audio where a sound font is installed."""
+        from m2ugen.notation.render import find_soundfont, render_midi
+
+        shown = [{"role": "assistant", "content": _text_message(reply)}]
+        self._count += 1
         if reply.audio is not None:
-            messages.append({"role": "assistant", "content": {"path": str(wav)}})
-        if reply.midi_path is not None:
-            messages.append({"role": "assistant", "content": {"path": str(reply.midi_path)}})
-        return messages, conversation, "", None, None, None
+            wav = reply.audio.save(self.output_dir / f"reply-{self._count}.wav", overwrite=True)
+            shown.append({"role": "assistant", "content": {"path": str(wav)}})
+        if reply.midi_path is not None and reply.audio is None and find_soundfont() is not None:
+            try:
+                wav = render_midi(reply.midi_path, self.output_dir / f"score-{self._count}.wav")
+                shown.append({"role": "assistant", "content": {"path": str(wav)}})
+            except M2UGenError as err:  # the transcription stands; only its audio preview is missing
+                shown.append({"role": "assistant", "content": f"(no audio preview of the score: {err})"})
+        return shown
 
     @staticmethod
-    def clear() -> tuple[list, Conversation, str, None, None, None]:
+    def clear() -> tuple[Any, ...]:
         """A fresh conversation: empty chat, history and music, cleared inputs."""
         from m2ugen.assistant import Conversation
 
-        return [], Conversation(), "", None, None, None
+        return [], [], Conversation(), "", None, None, None, _midi_download(None)
+
+
+def _text_message(reply: Reply) -> str:
+    """A reply's text for the chat: a transcription as its ABC code block; a score reply as its words
+    (edit tags shown as code, not as HTML) followed by the score's ABC code block."""
+    import re
+
+    from m2ugen.notation.score import find_abc
+
+    if reply.abc is None:
+        return reply.text
+    if reply.task == "transcribe":
+        return f"```\n{reply.abc}\n```"
+    words = reply.text if find_abc(reply.text) is None else re.sub(r"```.*?```", "", reply.text, flags=re.DOTALL)
+    words = re.sub(r"(<edit\b[^<>]*>)", r"`\1`", words).strip()
+    return f"{words}\n\n```abc\n{reply.abc.strip()}\n```".strip()
+
+
+# A file input as gradio passes it without preprocessing: a dict with "path" and "orig_name"
+# (an upload), a plain path (the Python API), or None.
+Upload = dict[str, Any] | str | None
+
+
+def _upload(value: Upload) -> tuple[str | None, str]:
+    """(local path, the name the user knows the file by) of a file input."""
+    if value is None:
+        return None, ""
+    if isinstance(value, dict):
+        path = value.get("path")
+        return path, value.get("orig_name") or Path(path or "").name
+    return str(value), Path(value).name
+
+
+def _seed(value: str | float | None) -> int:
+    """The seed box: empty means a fresh random seed for this turn."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return secrets.randbelow(2**63)
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer():
+        raise ConfigError(f"seed must be a whole number or empty (random), got {text!r}")
+    return int(number)
+
+
+def _midi_download(path: Path | None) -> Any:
+    """The MIDI download box: shown with the file of a score or a transcription, hidden otherwise."""
+    import gradio as gr
+
+    return gr.File(value=str(path) if path else None, visible=path is not None)
 
 
 def build_app(assistant: Assistant, output_dir: str | Path | None = None) -> Any:
@@ -101,28 +174,33 @@ def build_app(assistant: Assistant, output_dir: str | Path | None = None) -> Any
         app.session = session
         gr.Markdown(f"# {TITLE}\n{note}")
         conversation = gr.State(None)  # a Conversation, made on the session's first turn
-        chatbot = gr.Chatbot(label="Chat", height=440)
+        history = gr.State([])  # the chat messages as sent to the Chatbot
+        chatbot = gr.Chatbot(label="Chat", height=440, elem_id="chat")
+        midi = gr.File(label="MIDI of the score or transcription", interactive=False, visible=False)
         with gr.Row():
-            text = gr.Textbox(label="Message", scale=5,
+            text = gr.Textbox(label="Message", scale=5, elem_id="message",
                               placeholder="Ask about the music, ask for music, or say how to change it")
-            send = gr.Button("Send", variant="primary", scale=1)
+            send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
         with gr.Row():
-            audio = gr.Audio(label="Audio", type="filepath", sources=["upload", "microphone"])
-            image = gr.Image(label="Image", type="filepath")
-            video = gr.Video(label="Video")
-        with gr.Accordion("Options", open=False):
+            audio = gr.Audio(label="Audio", type="filepath", sources=["upload", "microphone"], elem_id="audio")
+            image = gr.Image(label="Image", type="filepath", elem_id="image")
+            video = gr.Video(label="Video", elem_id="video")
+        with gr.Accordion("Options", open=False, elem_id="options"):
             task = gr.Radio(["auto", *TASKS], value="auto", label="Task (auto: decided from the message)")
-            seconds = gr.Slider(1, 60, value=10, step=1, label="Music length (s)")
-            guidance = gr.Slider(1, 10, value=3, step=0.5, label="Music guidance scale")
-            temperature = gr.Slider(0, 1.5, value=0.6, step=0.05, label="Temperature (0 = greedy)")
-            top_p = gr.Slider(0.05, 1, value=0.8, step=0.05, label="Top-p")
-            max_new_tokens = gr.Slider(8, 768, value=256, step=8, label="Longest text reply (tokens)")
-            seed = gr.Number(value=None, precision=0, label="Seed (empty = random)")
-        clear = gr.Button("Clear history")
-        inputs = [text, audio, image, video, task, seconds, temperature, top_p, max_new_tokens, guidance, seed, chatbot,
+            seconds = gr.Slider(1, 60, value=DEFAULT_SECONDS, step=1, label="Music length (s)")
+            guidance = gr.Slider(1, 10, value=DEFAULTS.guidance_scale, step=0.5, label="Music guidance scale")
+            temperature = gr.Slider(0, 1.5, value=DEFAULTS.temperature, step=0.05, label="Temperature (0 = greedy)")
+            top_p = gr.Slider(0.05, 1, value=DEFAULTS.top_p, step=0.05, label="Top-p")
+            max_new_tokens = gr.Slider(8, 768, value=DEFAULTS.max_new_tokens, step=8,
+                                       label="Longest text reply (tokens)",
+                                       elem_id="max-new-tokens")
+            seed = gr.Textbox(value="", label="Seed (empty = random)", placeholder="random")
+        clear = gr.Button("Clear history", elem_id="clear")
+        inputs = [text, audio, image, video, task, seconds, temperature, top_p, max_new_tokens, guidance, seed, history,
                   conversation]
-        outputs = [chatbot, conversation, text, audio, image, video]
-        gr.on([send.click, text.submit], session.respond, inputs, outputs, api_name="respond")
+        outputs = [chatbot, history, conversation, text, audio, image, video, midi]
+        # No preprocessing: a bad upload reaches respond() (and becomes a chat message) instead of failing in gradio.
+        gr.on([send.click, text.submit], session.respond, inputs, outputs, api_name="respond", preprocess=False)
         clear.click(session.clear, None, outputs, api_name="clear")
     return app
 

@@ -8,18 +8,25 @@
     reply = bot.chat("Make it slower")           # edits the music just generated
     bot.reset()                                  # forget the history and the music
 
-Each turn is routed by :func:`m2ugen.routing.route` (or forced with ``task=``). Earlier turns are part
+A model trained to emit [AUD] decides each turn's task itself (it answers in words or emits [AUD]; with
+music at hand and a request to change it, that is an edit); other models are routed by the rules of
+:func:`m2ugen.routing.route`; ``task=`` forces a task. Earlier turns are part
 of the LLM prompt (:func:`m2ugen.prompt.encode_dialogue`, oldest dropped first when the context is
 full). Audio carries over between turns: the music of the last turn that attached or produced audio
 is what the next turn hears and what an edit changes. Images and videos belong to their own turn.
+
+A model that writes scores (``config.music_outputs`` "score" or "both") may answer with an ABC tune,
+which is played (:mod:`m2ugen.decoders.score`) and becomes the conversation's score, or with
+``<edit ...>`` tags, which the exact tools of :mod:`m2ugen.notation.edits` apply to that score; a
+transcription's ABC becomes the score too.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,58 +38,17 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from m2ugen.audio import Audio
-from m2ugen.config import M2UGenConfig
+from m2ugen.config import MODALITIES, M2UGenConfig
 from m2ugen.errors import ConfigError, MediaError
 from m2ugen.model import Generation, M2UGen
 from m2ugen.prompt import Turn, encode_dialogue, with_aud_tokens
-from m2ugen.routing import TASKS, route
+from m2ugen.routing import TASKS, is_transcription_request, model_task, route
+from m2ugen.settings import DEFAULT_SECONDS, MAX_DEFAULT_EDIT_SECONDS, ChatSettings
 
 logger = logging.getLogger(__name__)
 
 DEMO_LABEL = "[untrained demo model: random weights, the output is noise]"
 MediaInput = str | os.PathLike | np.ndarray | Audio | Image.Image | None
-# Longest music one call may ask for; longer pieces are possible through the decoders directly.
-MAX_SECONDS = 600.0
-# An edit without ``seconds`` keeps the source's length, up to this many seconds.
-MAX_DEFAULT_EDIT_SECONDS = 30.0
-# Largest seed torch's random number generators take (an unsigned 64-bit integer).
-MAX_SEED = 2**64 - 1
-
-
-@dataclass
-class ChatSettings:
-    """Sampling and music settings of a turn.
-
-    Attributes:
-        max_new_tokens: longest text response, in tokens.
-        temperature: LLM sampling temperature; 0 is greedy decoding.
-        top_p: nucleus sampling mass (used when ``temperature > 0``).
-        seconds: length of generated music; None: 10 s, or for an edit the source's length (at most
-            30 s).
-        guidance_scale: classifier-free guidance of the music decoder.
-        seed: seeds the LLM sampling and the decoder, 0 to 2**64 - 1; None: not reproducible.
-    """
-
-    max_new_tokens: int = 256
-    temperature: float = 0.6
-    top_p: float = 0.8
-    seconds: float | None = None
-    guidance_scale: float = 3.0
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if not 0.0 <= self.temperature <= 10.0:
-            raise ConfigError(f"temperature must be between 0 and 10, got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.seconds is not None and not (np.isfinite(self.seconds) and 0.0 < self.seconds <= MAX_SECONDS):
-            raise ConfigError(f"seconds must be in (0, {MAX_SECONDS:g}], got {self.seconds}")
-        if not (np.isfinite(self.guidance_scale) and self.guidance_scale >= 1.0):
-            raise ConfigError(f"guidance_scale must be at least 1, got {self.guidance_scale}")
-        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
 
 
 @dataclass
@@ -92,9 +58,9 @@ class Reply:
     Attributes:
         text: the text response (for a transcription: the ABC score).
         task: what the turn did: "answer", "generate", "edit" or "transcribe".
-        audio: generated music, or None for a text-only turn.
-        midi_path: the MIDI file of a transcription, else None.
-        abc: the ABC score of a transcription, else None.
+        audio: generated music (for a score: the score played), or None for a text-only turn.
+        midi_path: the MIDI file of a transcription or a score, else None.
+        abc: the ABC score of a transcription or a score reply (for an edit: the edited score), else None.
     """
 
     text: str
@@ -112,16 +78,19 @@ class Conversation:
         history: earlier turns, oldest first (their responses end with [AUD] tokens when they made music).
         last_audio: the music the conversation is about: the last attached or generated audio.
         last_prompt_ids: the token ids of the last prompt given to the LLM (for inspection).
+        score: the ABC score the conversation is about (the last written, edited or transcribed one),
+            for models that write scores; edits apply to it.
     """
 
     history: list[Turn] = field(default_factory=list)
     last_audio: Audio | None = None
     last_prompt_ids: list[int] | None = None
+    score: str | None = None
 
 
 @dataclass
 class _Inputs:
-    """One request's media, loaded: audio as Audio at the decoder rate, image RGB, video (F, H, W, 3)."""
+    """One request's media, loaded: audio as mono Audio at its own rate, image RGB, video (F, H, W, 3)."""
 
     audio: Audio | None = None
     image: np.ndarray | None = None
@@ -137,11 +106,15 @@ class Assistant:
         untrained: the weights are random (:meth:`demo`); replies are labelled as such.
         output_dir: where transcriptions write their MIDI files (default: a new temporary folder).
         progress: show tqdm progress bars for the stages of a turn.
+        quantize: "int8" (CPU or CUDA) or "int4" (CUDA, bfloat16, torchao) weight-only quantization of the
+            LLM's linear layers (:mod:`m2ugen.quantize`): half (a quarter) of the bytes read per token.
     """
 
     def __init__(self, model: M2UGen, decoder: Any, *, untrained: bool = False,
-                 output_dir: str | os.PathLike | None = None, progress: bool = False) -> None:
-        model.llm.optimize_for_inference()  # LoRA folded in, multi-core CPU linear layers
+                 output_dir: str | os.PathLike | None = None, progress: bool = False,
+                 quantize: str | None = None) -> None:
+        # LoRA folded in; linear layers measured for this machine, or quantized.
+        model.llm.optimize_for_inference(quantize=quantize)
         self.model = model.eval()
         self.decoder = decoder
         self.config: M2UGenConfig = model.config
@@ -159,9 +132,7 @@ class Assistant:
     def from_pretrained(cls, path: str | os.PathLike, *, device: str | torch.device | None = None,
                         **kwargs: Any) -> "Assistant":
         """Load a checkpoint directory written by :meth:`M2UGen.save_pretrained` and its decoder."""
-        from m2ugen.checkpoints import load_pretrained
-
-        model = load_pretrained(path)
+        model = M2UGen.from_pretrained(path)
         if device is not None:
             model.to(device)
         return cls(model, _build_decoder(model.config, device), **kwargs)
@@ -206,8 +177,8 @@ class Assistant:
                 the music of an earlier turn (attached or generated) is used.
             image: a file path, a PIL image or an (H, W, 3) array, for this turn only.
             video: a file path or an (F, H, W, 3) uint8 array, for this turn only.
-            task: "auto" (route by :func:`m2ugen.routing.route`) or one of "answer", "generate",
-                "edit", "transcribe".
+            task: "auto" (the model decides, or the rules of :mod:`m2ugen.routing` for models that
+                cannot) or one of "answer", "generate", "edit", "transcribe".
             seconds: music length (see :class:`ChatSettings`).
             **settings: other :class:`ChatSettings` fields (temperature, top_p, seed, ...).
 
@@ -223,15 +194,7 @@ class Assistant:
         text = _check_text(text)
         inputs = self._load_inputs(audio, image, video)
         source = inputs.audio if inputs.audio is not None else self.last_audio
-        if task == "auto":
-            task = route(text, has_audio=source is not None, has_image=inputs.image is not None,
-                         has_video=inputs.video is not None, audio_attached=inputs.audio is not None)
-        elif task not in TASKS:
-            raise ConfigError(f"unknown task {task!r}; choose auto, {', '.join(TASKS)}")
-        if task in ("edit", "transcribe") and source is None:
-            raise MediaError(f"nothing to {task}: attach audio (or generate music first)")
-        if task == "edit" and not self.decoder.supports_source_audio:
-            raise ConfigError(f"the {self.decoder.kind} decoder cannot condition on source audio, so it cannot edit")
+        task = self._decide_task(text, task, inputs, source)
         if task == "transcribe":
             return self._transcribe(text, source)
 
@@ -245,11 +208,20 @@ class Assistant:
             self.conversation.last_prompt_ids = ids
             gen = self.model.generate([ids], features=features, present=present, max_new_tokens=opts.max_new_tokens,
                                       temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
-                                      force_music=task in ("generate", "edit"))[0]
+                                      force_music=task in ("generate", "edit") and self.config.music_outputs == "audio")[0]
             stages.update()
+            if self.config.music_outputs != "audio":
+                stages.set_postfix_str("score")
+                score_reply = self._score_reply(text, gen.text)
+                if score_reply is not None:
+                    return score_reply
+                if gen.conditioning is None:  # neither a score nor [AUD]: a text answer
+                    task = "answer"
+            if task == "auto":  # the model decided: it answered in words or emitted [AUD]
+                task = model_task(text, made_music=gen.conditioning is not None, has_audio=source is not None)
+                self._check_task(task, source)
             audio_out = None
-            if gen.conditioning is not None:  # "generate"/"edit", or a trained model chose to make music
-                task = task if task != "answer" else "generate"
+            if task in ("generate", "edit"):
                 stages.set_postfix_str("music decoder")
                 seconds_out = _music_seconds(opts.seconds, source if task == "edit" else None)
                 audio_out = self._decode([gen], [text], seconds_out, opts, source if task == "edit" else None)[0]
@@ -260,6 +232,73 @@ class Assistant:
         self.history.append(Turn(text, remembered))
         self.conversation.last_audio = audio_out if audio_out is not None else source
         return Reply(text=self._label(response), task=task, audio=audio_out)
+
+    def _decide_task(self, text: str, task: str, inputs: _Inputs, source: Audio | None) -> str:
+        """The turn's task before the LLM runs, or "auto" when the model decides it from its reply.
+
+        ``task=`` forces a task. Otherwise transcription wording with audio is a transcription (the LLM
+        cannot signal one); a model that was trained to emit [AUD] (``config.emits_aud``) decides the
+        rest itself (:func:`m2ugen.routing.model_task`); for other models the
+        keyword rules of :func:`m2ugen.routing.route` decide.
+        """
+        if task not in ("auto", *TASKS):
+            raise ConfigError(f"unknown task {task!r}; choose auto, {', '.join(TASKS)}")
+        if task == "auto":
+            if source is not None and is_transcription_request(text):
+                task = "transcribe"
+            elif not self.config.emits_aud:
+                task = route(text, has_audio=source is not None, has_image=inputs.image is not None,
+                             has_video=inputs.video is not None, audio_attached=inputs.audio is not None)
+        self._check_task(task, source)
+        return task
+
+    def _check_task(self, task: str, source: Audio | None) -> None:
+        if task in ("edit", "transcribe") and source is None:
+            raise MediaError(f"nothing to {task}: attach audio (or generate music first)")
+        if task == "edit" and not self.decoder.supports_source_audio and not self._edits_scores:
+            raise ConfigError(f"the {self.decoder.kind} decoder cannot condition on source audio, so it cannot edit")
+
+    @property
+    def _edits_scores(self) -> bool:
+        """The model writes scores and the conversation has one: an edit changes the score."""
+        return self.config.music_outputs != "audio" and self.conversation.score is not None
+
+    def _score_reply(self, text: str, response: str) -> Reply | None:
+        """The reply of a turn whose response holds ``<edit ...>`` tags (applied to the conversation's
+        score, :mod:`m2ugen.notation.edits`) or an ABC score; None when it holds neither.
+
+        The score is played by the score decoder, its MIDI file written to :attr:`output_dir`, and it
+        becomes the conversation's score; the history keeps the response with the edited score
+        appended, so the next prompt shows the score as it now is.
+        """
+        from m2ugen.notation.edits import apply_edits, parse_edits
+        from m2ugen.notation.score import abc_block, find_abc, parse_abc, score_to_abc
+
+        edits = parse_edits(response)
+        abc = find_abc(response)
+        if edits:
+            if self.conversation.score is None:
+                raise MediaError("nothing to edit: the conversation has no score (ask for one or transcribe audio)")
+            score = apply_edits(parse_abc(self.conversation.score), edits)
+            abc, task = score_to_abc(score), "edit"
+            remembered = f"{response.strip()}\n{abc_block(abc)}"
+        elif abc is not None:
+            score, remembered, task = parse_abc(abc), response, "generate"
+        else:
+            return None
+        midi_path = self.output_dir / f"score-{self._num_files + 1}.mid"
+        audio = self._score_decoder.render(score, midi_path=midi_path)
+        self._num_files += 1
+        self.history.append(Turn(text, remembered))
+        self.conversation.score, self.conversation.last_audio = abc, audio
+        return Reply(text=self._label(response), task=task, audio=audio, midi_path=midi_path, abc=abc)
+
+    @functools.cached_property
+    def _score_decoder(self) -> Any:
+        """What plays scores: the model's decoder when it is the score decoder, else a default one."""
+        from m2ugen.decoders.score import ScoreDecoder
+
+        return self.decoder if isinstance(self.decoder, ScoreDecoder) else ScoreDecoder()
 
     # --- batched generation ----------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], *, audio: Sequence[MediaInput] | None = None,
@@ -302,15 +341,14 @@ class Assistant:
 
     # --- steps ---------------------------------------------------------------------------------
     def _load_inputs(self, audio: MediaInput, image: MediaInput, video: MediaInput) -> _Inputs:
-        from m2ugen.media import load_audio, load_image, load_video
+        from m2ugen.media import load_image, load_video, read_audio
 
         cfg = self.config
         out = _Inputs()
         if audio is not None:
             if isinstance(audio, np.ndarray):
                 raise MediaError("pass audio as a file path or an Audio(samples, sample_rate), not a bare array")
-            rate = self.decoder.sample_rate
-            out.audio = Audio(load_audio(audio, rate, max_seconds=cfg.max_audio_seconds), rate)
+            out.audio = read_audio(audio, max_seconds=cfg.max_audio_seconds)  # its own rate; consumers resample
         if image is not None:
             out.image = load_image(image)
         if video is not None:
@@ -323,27 +361,12 @@ class Assistant:
 
         Rows without a modality get zero features and a False flag (their adapter token is zeroed).
         """
-        from m2ugen.media import SilentAudioWarning, load_audio
-
-        model, cfg = self.model, self.config
-
-        def to_mert_rate(audio: Audio) -> np.ndarray:
-            with warnings.catch_warnings():  # a silent input was reported when it was loaded
-                warnings.simplefilter("ignore", SilentAudioWarning)
-                return load_audio(audio, cfg.audio_sample_rate, max_seconds=cfg.max_audio_seconds)
-
-        encode = {
-            "audio": lambda items: model.encode_audio([to_mert_rate(a) for a in items]),
-            "image": lambda items: model.encode_images([Image.fromarray(i) for i in items]),
-            "video": lambda items: model.encode_videos(items),
-        }
         features, present = {}, {}
-        for modality, fn in encode.items():
+        for modality in MODALITIES:
             rows = [i for i, item in enumerate(batch) if getattr(item, modality) is not None]
             if not rows:
                 continue
-            with torch.no_grad():
-                encoded = fn([getattr(batch[i], modality) for i in rows])
+            encoded = self.model.encode_media(modality, [getattr(batch[i], modality) for i in rows])
             full = encoded.new_zeros(len(batch), *encoded.shape[1:])
             full[rows] = encoded
             flags = torch.zeros(len(batch), dtype=torch.bool)
@@ -386,7 +409,13 @@ class Assistant:
                                 on_progress=lambda done, total: bar.update(round(done, 1) - bar.n))
         self._num_files += 1
         midi_path = result.save_midi(self.output_dir / f"transcription-{self._num_files}.mid", overwrite=True)
-        self.history.append(Turn(text, result.message))
+        if self.config.music_outputs != "audio" and result.notes:  # the score enters the conversation
+            from m2ugen.notation.score import abc_block
+
+            self.history.append(Turn(text, f"{result.message}\n{abc_block(result.abc)}"))
+            self.conversation.score = result.abc
+        else:
+            self.history.append(Turn(text, result.message))
         self.conversation.last_audio = source
         return Reply(text=result.abc, task="transcribe", midi_path=midi_path, abc=result.abc)
 
@@ -401,12 +430,13 @@ def _check_text(text: str) -> str:
 
 
 def _music_seconds(seconds: float | None, source: Audio | None) -> float:
-    """The requested length, else 10 s for new music or the source's length (at most 30 s) for an edit."""
+    """The requested length, else DEFAULT_SECONDS for new music or the source's length (at most
+    MAX_DEFAULT_EDIT_SECONDS) for an edit."""
     if seconds is not None:
         return float(seconds)
     if source is not None:
         return min(source.duration, MAX_DEFAULT_EDIT_SECONDS)
-    return 10.0
+    return DEFAULT_SECONDS
 
 
 def _video_frames(clip: np.ndarray, num_frames: int) -> np.ndarray:
@@ -416,7 +446,7 @@ def _video_frames(clip: np.ndarray, num_frames: int) -> np.ndarray:
     if clip.ndim != 4 or clip.shape[-1] != 3:
         raise MediaError(f"<video array>: must be (frames, height, width, 3), got shape {clip.shape}")
     if clip.shape[0] < MIN_VIDEO_FRAMES:
-        raise MediaError(f"<video array>: has {clip.shape[0]} frame(s); at least {MIN_VIDEO_FRAMES} are needed")
+        raise MediaError(f"<video array>: has {clip.shape[0]} frame(s); at least {MIN_VIDEO_FRAMES} is needed")
     return np.asarray(clip[frame_indices(clip.shape[0], num_frames)], dtype=np.uint8)
 
 

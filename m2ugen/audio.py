@@ -33,9 +33,9 @@ class Audio:
     def __post_init__(self) -> None:
         self.samples = np.asarray(self.samples, dtype=np.float32)
         if self.samples.ndim not in (1, 2):
-            raise ValueError(f"Audio.samples must be (S,) or (C, S), got shape {self.samples.shape}")
+            raise MediaError(f"Audio.samples must be (S,) or (C, S), got shape {self.samples.shape}")
         if int(self.sample_rate) <= 0:
-            raise ValueError(f"Audio.sample_rate must be positive, got {self.sample_rate}")
+            raise MediaError(f"Audio.sample_rate must be positive, got {self.sample_rate}")
         self.sample_rate = int(self.sample_rate)
 
     @property

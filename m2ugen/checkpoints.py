@@ -1,38 +1,39 @@
-"""Checkpoints: safe reading of pickles, our lean format, memory-lean loading and a merged export.
+"""Checkpoint formats: safe reading of pickles, and our lean directory format with its one reader and writer.
 
 Our format is a directory::
 
     config.json          M2UGenConfig; frozen components by local path (relative = inside this directory)
     model.safetensors    only the trained tensors (adapters, projector, gates, prefix queries, biases,
-                         norms, LoRA, new token rows), named as in ``M2UGen.state_dict()``
+                         norms, LoRA, new token rows), named as in ``M2UGen.state_dict()``, with
+                         ``m2ugen_format`` in its metadata
     tokenizer files      the LLaMA tokenizer with the [AUD] tokens
 
-Loading builds the frozen parts from their directories (safetensors, memory-mapped by transformers),
-builds the adapters and projector on the meta device, and moves the stored tensors into place, so
-peak memory stays close to the size of the weights. Converters for other formats live in
-:mod:`m2ugen.convert`.
+:func:`write_weights` and :func:`open_weights` / :func:`read_weights` are the one writer and reader
+of our safetensors files (model directories, training checkpoints, conversions); the reader checks the
+format version. Building a model from a directory is :meth:`m2ugen.model.M2UGen.from_pretrained`;
+converters and the merged export live in :mod:`m2ugen.convert`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import pickle
-from collections.abc import Iterable
+import re
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from m2ugen.config import M2UGenConfig
 from m2ugen.errors import CheckpointError
-
-if TYPE_CHECKING:
-    from m2ugen.model import M2UGen
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -65,10 +66,13 @@ def load_torch_file(path: str | Path) -> Any:
 
 def _torch_load(path: Path, mmap: bool) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says what matters
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         text = str(err)
-        found = [line.strip() for line in text.splitlines() if "GLOBAL" in line]
+        # Only the name of the refused global: torch's advice to allow-list it is wrong for a hostile file.
+        found = re.findall(r"GLOBAL [\w.]+", text)
         detail = [line.strip() for line in text.partition("WeightsUnpickler error:")[2].splitlines() if line.strip()]
         if found:
             reason = f"it would run code or build objects other than tensors ({found[0]})"
@@ -113,27 +117,49 @@ def check_shapes(what: str, got: dict[str, tuple[int, ...]], expected: dict[str,
                               + ", ".join(bad[:20]))
 
 
-# --- gates ------------------------------------------------------------------------------------
-def gate_report(gate: torch.Tensor, layers_per_modality: int, first_layer: int) -> list[str]:
-    """Human-readable summary of the injection gates (num_injected, heads)."""
-    from m2ugen.config import MODALITIES
+# --- our safetensors files ------------------------------------------------------------------------
+def write_weights(tensors: dict[str, torch.Tensor], file: str | Path) -> Path:
+    """Write ``tensors`` (on the CPU, contiguous) with our format version, atomically (temporary name + rename)."""
+    file = Path(file)
+    tmp = file.with_name(file.name + f".tmp{os.getpid()}")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp,
+              metadata={"format": "pt", "m2ugen_format": FORMAT_VERSION})
+    os.replace(tmp, file)
+    return file
 
-    values = torch.tanh(gate.detach().float())
-    lines = []
-    for m, modality in enumerate(MODALITIES):
-        block = values[m * layers_per_modality:(m + 1) * layers_per_modality]
-        lo = first_layer + m * layers_per_modality
-        lines.append(f"gates {modality} (layers {lo}-{lo + layers_per_modality - 1}): "
-                     f"max |tanh(gate)| = {block.abs().max().item():.4g}")
-    if bool((gate == 0).all()):
-        lines.append("WARNING: every gate is zero, so this checkpoint ignores its audio, image and video inputs "
-                     "(the original code never trained its gates); answers about media will not depend on "
-                     "the media. Train the gates (stage 1 or 3) to use them.")
-    return lines
+
+@contextlib.contextmanager
+def open_weights(file: str | Path) -> Iterator[Any]:
+    """A ``safe_open`` handle (memory-mapped, tensors read on demand) of one of our safetensors files.
+
+    Raises:
+        CheckpointError: missing, unreadable or corrupt, or not written in our format version.
+    """
+    file = Path(file)
+    if not file.is_file():
+        raise CheckpointError(f"{file}: weights file not found")
+    try:
+        handle = safe_open(str(file), framework="pt")
+        version = (handle.metadata() or {}).get("m2ugen_format")
+    except (OSError, RuntimeError, SafetensorError) as err:  # safetensors reports corrupt headers as these
+        raise CheckpointError(f"{file}: unreadable safetensors file ({err})") from None
+    if version != FORMAT_VERSION:
+        found = f"format version {version}" if version else "no m2ugen format version"
+        raise CheckpointError(f"{file}: {found}; this m2ugen reads version {FORMAT_VERSION}")
+    try:
+        yield handle
+    except (OSError, SafetensorError) as err:  # a file truncated after its header fails when a tensor is read
+        raise CheckpointError(f"{file}: unreadable safetensors file ({err})") from None
+
+
+def read_weights(file: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of one of our safetensors files (see :func:`open_weights`)."""
+    with open_weights(file) as handle:
+        return {name: handle.get_tensor(name) for name in handle.keys()}
 
 
 # --- our format -------------------------------------------------------------------------------
-def trained_parameters(model: "M2UGen") -> dict[str, nn.Parameter]:
+def trained_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """The tunable parameters, by their ``M2UGen.state_dict()`` names."""
     ids = {id(p) for group in model.parameter_groups().values() for p in group}
     return {name: p for name, p in model.named_parameters() if id(p) in ids}
@@ -162,7 +188,7 @@ def _resolved_paths(config: M2UGenConfig, base: Path) -> M2UGenConfig:
     return dataclasses.replace(config, **changes)
 
 
-def save_pretrained(model: "M2UGen", path: str | Path) -> Path:
+def save_pretrained(model: nn.Module, path: str | Path) -> Path:
     """Write ``config.json``, ``model.safetensors`` (trained tensors only) and the tokenizer to ``path``."""
     if model.llm.fused:
         raise CheckpointError("this model's LoRA was fused into its weights for inference and cannot be saved; "
@@ -171,10 +197,7 @@ def save_pretrained(model: "M2UGen", path: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.tokenizer.save_pretrained(out)
     config = _portable_paths(dataclasses.replace(model.config, tokenizer_path=str(out)), out)
-    tensors = {name: p.detach().cpu().contiguous() for name, p in trained_parameters(model).items()}
-    tmp = out / (WEIGHTS_NAME + ".tmp")
-    save_file(tensors, tmp, metadata={"format": "pt", "m2ugen_format": FORMAT_VERSION})
-    os.replace(tmp, out / WEIGHTS_NAME)
+    write_weights(dict(trained_parameters(model)), out / WEIGHTS_NAME)
     config.save(out / CONFIG_NAME)
     return out
 
@@ -188,43 +211,19 @@ def load_config(path: str | Path, **overrides: Any) -> M2UGenConfig:
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
-def load_pretrained(path: str | Path, **overrides: Any) -> "M2UGen":
-    """Load a directory written by :func:`save_pretrained` (or by ``m2ugen convert``).
-
-    ``overrides`` replace config fields (e.g. ``dtype="bfloat16"``, or another ``llm_path``).
-    """
-    from m2ugen.model import M2UGen, build_frozen_parts
-
-    path = Path(path)
-    weights = path / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{path}: no {WEIGHTS_NAME}; is this an m2ugen checkpoint directory?")
-    config = load_config(path, **overrides)
-    # Frozen parts: streamed from their directories (or rebuilt from their seeded random configs).
-    parts = build_frozen_parts(config)
-    # Trained parts: no memory and no init work until the stored tensors are put in place.
-    with torch.device("meta"):
-        model = M2UGen(config, *parts)
-    load_trained(model, weights)
-    return model
-
-
-def load_trained(model: "M2UGen", weights: str | Path) -> None:
+def load_trained(model: nn.Module, weights: str | Path) -> None:
     """Put the tensors of a ``model.safetensors`` into ``model`` (exact key set, shapes checked)."""
     weights = Path(weights)
     params = trained_parameters(model)
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            keys = list(f.keys())
-            check_keys(str(weights), keys, params)
-            check_shapes(str(weights), {k: tuple(f.get_slice(k).get_shape()) for k in keys},
-                         {k: tuple(p.shape) for k, p in params.items()})
-            for name in keys:
-                old = params[name]
-                value = f.get_tensor(name).to(old.dtype)
-                _set_parameter(model, name, nn.Parameter(value, requires_grad=old.requires_grad))
-    except (OSError, RuntimeError) as err:  # safetensors reports corrupt headers as these
-        raise CheckpointError(f"{weights}: unreadable safetensors file ({err})") from None
+    with open_weights(weights) as f:
+        keys = list(f.keys())
+        check_keys(str(weights), keys, params)
+        check_shapes(str(weights), {k: tuple(f.get_slice(k).get_shape()) for k in keys},
+                     {k: tuple(p.shape) for k, p in params.items()})
+        for name in keys:
+            old = params[name]
+            value = f.get_tensor(name).to(old.dtype)
+            _set_parameter(model, name, nn.Parameter(value, requires_grad=old.requires_grad))
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
         raise CheckpointError(f"{weights}: {len(left)} tensors were not loaded: {', '.join(left[:20])}")
@@ -234,49 +233,3 @@ def _set_parameter(model: nn.Module, name: str, value: nn.Parameter) -> None:
     owner_name, _, attr = name.rpartition(".")
     owner = model.get_submodule(owner_name) if owner_name else model
     setattr(owner, attr, value)
-
-
-# --- merged export ----------------------------------------------------------------------------
-def export_merged(model: "M2UGen", path: str | Path, max_shard_bytes: int = 2 << 30) -> Path:
-    """Write the LLM as a plain Hugging Face ``LlamaForCausalLM`` directory, LoRA merged.
-
-    Biases are kept (``attention_bias``/``mlp_bias``), the [AUD] rows are appended to the vocabulary
-    and the tokenizer is saved with them. The gated media injection has no place in a plain LLaMA, so
-    the export is the text-only LLM (equal to M2UGen when no media is given and the gates are zero).
-    The model is not modified.
-    """
-    from m2ugen.convert.shards import ShardWriter
-
-    out = Path(path)
-    llm = model.llm.model
-    cfg = llm.config.__class__.from_dict(llm.config.to_dict())
-    cfg.vocab_size = model.llm.base_vocab_size + model.llm.num_aud_tokens
-    cfg.attention_bias = cfg.mlp_bias = True
-    cfg.tie_word_embeddings = False
-    cfg.architectures = ["LlamaForCausalLM"]
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save_pretrained(out)
-    model.tokenizer.save_pretrained(out)
-    with ShardWriter(out, max_shard_bytes) as writer, torch.no_grad():
-        emb, head = llm.model.embed_tokens, llm.lm_head
-        writer.add("model.embed_tokens.weight", torch.cat([emb.weight, emb.new_weight.to(emb.weight.dtype)]))
-        writer.add("lm_head.weight", torch.cat([head.weight, head.new_weight.to(head.weight.dtype)]))
-        writer.add("model.norm.weight", llm.model.norm.weight)
-        for i, layer in enumerate(llm.model.layers):
-            prefix = f"model.layers.{i}."
-            for sub, module in [("self_attn", layer.self_attn), ("mlp", layer.mlp)]:
-                for proj_name in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
-                    proj = getattr(module, proj_name, None)
-                    if proj is None:
-                        continue
-                    base = getattr(proj, "base_layer", proj)
-                    weight = base.weight.float()
-                    if hasattr(proj, "lora_A"):
-                        for adapter in proj.lora_A:
-                            delta = proj.lora_B[adapter].weight.float() @ proj.lora_A[adapter].weight.float()
-                            weight = weight + delta * proj.scaling[adapter]
-                    writer.add(f"{prefix}{sub}.{proj_name}.weight", weight.to(base.weight.dtype))
-                    writer.add(f"{prefix}{sub}.{proj_name}.bias", base.bias)
-            writer.add(prefix + "input_layernorm.weight", layer.input_layernorm.weight)
-            writer.add(prefix + "post_attention_layernorm.weight", layer.post_attention_layernorm.weight)
-    return out

@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "m2ugen.commands.edit",
     "m2ugen.commands.serve",
     "m2ugen.commands.transcribe",
+    "m2ugen.commands.play",
     "m2ugen.commands.convert",
 )
 

@@ -80,6 +80,12 @@ class M2UGenConfig:
     decoder_path: str | None = None
     # "embeddings": projector output conditions the decoder; "caption": the LLM's text prompts it.
     decoder_conditioning: str = "embeddings"
+    # The LLM was trained to end its music replies with [AUD0..N-1] (trained stage-2/3 and converted
+    # checkpoints), so it decides each turn's task itself; False: keyword rules decide (m2ugen.routing).
+    emits_aud: bool = False
+    # The music the model writes: "audio" ([AUD] -> the decoder), "score" (ABC notation, played by the
+    # score decoder, m2ugen.decoders.score) or "both" (the model chooses per reply).
+    music_outputs: str = "audio"
     # Injection and tuning.
     layers_per_modality: int = 6
     lora_rank: int = 16
@@ -105,6 +111,8 @@ class M2UGenConfig:
             raise ConfigError(f"unknown decoder {self.decoder!r}: use musicgen, musicgen-melody or audioldm2")
         if self.decoder_conditioning not in ("embeddings", "caption"):
             raise ConfigError(f"decoder_conditioning must be 'embeddings' or 'caption', not {self.decoder_conditioning!r}")
+        if self.music_outputs not in ("audio", "score", "both"):
+            raise ConfigError(f"music_outputs must be 'audio', 'score' or 'both', not {self.music_outputs!r}")
         for component in ("llm", "mert", "vit", "vivit"):
             if getattr(self, f"{component}_path") is None and getattr(self, f"{component}_config") is None:
                 raise ConfigError(f"{component}: give {component}_path (a local directory) or {component}_config")
@@ -142,7 +150,7 @@ class M2UGenConfig:
     # --- presets -------------------------------------------------------------------------------
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "M2UGenConfig":
-        presets = {"tiny": _tiny, "paper": _paper_musicgen, "paper-musicgen": _paper_musicgen,
+        presets = {"tiny": _tiny, "mini": _mini, "paper": _paper_musicgen, "paper-musicgen": _paper_musicgen,
                    "paper-audioldm2": _paper_audioldm2}
         if name not in presets:
             raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(presets)}")
@@ -176,6 +184,42 @@ def _tiny() -> M2UGenConfig:
                                   ffn_dim=64, num_queries=4, out_dim=16),
         mert_window_seconds=5.0,
         max_context=512,
+    )
+
+
+def _mini() -> M2UGenConfig:
+    """m2ugen-mini: the sizes of the small model trained here from scratch (training/configs/mini/).
+
+    ``llm_config`` / ``mert_config`` are what ``m2ugen-train pretrain-lm`` / ``pretrain-encoder`` build
+    (the LLM's vocabulary comes from the trained tokenizer, 2048 pieces); the M2UGen stages then point
+    ``llm_path`` / ``mert_path`` at those stages' ``final`` folders. Its music is the score (ABC); image
+    and video encoders stay tiny and untrained. 14.6 M parameters, 58.6 MB in float32.
+    """
+    return M2UGenConfig(
+        name="mini",
+        llm_config=dict(vocab_size=2048, hidden_size=256, intermediate_size=704, num_hidden_layers=8,
+                        num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=1024,
+                        rms_norm_eps=1e-5, rope_theta=10000.0, bos_token_id=1, eos_token_id=2),
+        mert_config=dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024,
+                         conv_dim=[128, 128, 128, 128, 128, 256, 256], conv_kernel=[10, 3, 3, 3, 3, 2, 2],
+                         conv_stride=[5, 2, 2, 2, 2, 2, 2], conv_bias=True, feat_extract_norm="layer",
+                         do_stable_layer_norm=True, num_conv_pos_embeddings=64, num_conv_pos_embedding_groups=16,
+                         mask_time_prob=0.05, mask_time_length=10),
+        vit_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        image_size=32, patch_size=8),
+        vivit_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          image_size=32, num_frames=32, tubelet_size=[2, 8, 8]),
+        decoder="musicgen",
+        decoder_path=None,
+        music_outputs="score",
+        layers_per_modality=2,
+        lora_rank=8,
+        lora_alpha=8.0,
+        adapter_blocks=2,
+        projector=ProjectorConfig(d_model=32, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
+                                  ffn_dim=64, num_queries=4, out_dim=16),
+        mert_window_seconds=10.0,
+        max_context=1024,
     )
 
 

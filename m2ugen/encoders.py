@@ -25,8 +25,9 @@ from transformers import (HubertConfig, HubertModel, ViTConfig, ViTImageProcesso
                           VivitImageProcessor, VivitModel)
 
 from m2ugen.errors import CheckpointError, MediaError
+from m2ugen.seeding import seeded
 
-# Keys of MERT's config.json that HubertConfig does not know (REFERENCE.md Part B §1.4).
+# Keys of MERT's config.json that HubertConfig does not know (MERT's remote-code config extras).
 _MERT_ONLY_KEYS = ("attention_relax", "deepnorm", "feature_extractor_cqt", "feature_extractor_cqt_bins",
                    "sample_rate", "auto_map", "architectures", "model_type", "_name_or_path",
                    "transformers_version", "torch_dtype", "dtype", "tie_last_hidden_states")
@@ -94,8 +95,8 @@ class MusicEncoder(FrozenEncoder):
     @classmethod
     def from_config(cls, kwargs: dict[str, Any], **options: Any) -> "MusicEncoder":
         config = HubertConfig(**kwargs, tie_last_hidden_states=True)
-        torch.manual_seed(0)
-        return cls(HubertModel(config), **options)
+        with seeded(0):
+            return cls(HubertModel(config), **options)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **options: Any) -> "MusicEncoder":
@@ -172,11 +173,11 @@ class ImageEncoder(FrozenEncoder):
     @classmethod
     def from_config(cls, kwargs: dict[str, Any]) -> "ImageEncoder":
         config = ViTConfig(**kwargs)
-        torch.manual_seed(0)
         size = config.image_size
         processor = ViTImageProcessorPil(size={"height": size, "width": size}, image_mean=[0.5] * 3,
                                          image_std=[0.5] * 3)
-        return cls(ViTModel(config, add_pooling_layer=False), processor)
+        with seeded(0):
+            return cls(ViTModel(config, add_pooling_layer=False), processor)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "ImageEncoder":
@@ -223,10 +224,10 @@ class VideoEncoder(FrozenEncoder):
     @classmethod
     def from_config(cls, kwargs: dict[str, Any]) -> "VideoEncoder":
         config = VivitConfig(**kwargs)
-        torch.manual_seed(0)
         size = config.image_size
         processor = VivitImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-        return cls(VivitModel(config, add_pooling_layer=False), processor)
+        with seeded(0):
+            return cls(VivitModel(config, add_pooling_layer=False), processor)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "VideoEncoder":

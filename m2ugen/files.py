@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from m2ugen.errors import MediaError
+from m2ugen.errors import ConfigError, MediaError
 
 
 def write_atomically(path: Path, write: Callable[[Path], None], what: str) -> Path:
@@ -27,3 +28,33 @@ def write_atomically(path: Path, write: Callable[[Path], None], what: str) -> Pa
             tmp.unlink(missing_ok=True)
         raise MediaError(f"{path}: cannot write {what} ({err})") from err
     return path
+
+
+def check_folder(folder: str | Path, what: str = "") -> Path:
+    """A folder that exists or can be created, and can be written to; checked before the slow work.
+
+    Raises:
+        ConfigError: ``folder`` (named, with ``what`` such as "output_dir=" in front) is a file, lies
+            under a file, or its nearest existing folder does not accept a new file.
+    """
+    folder = Path(folder)
+    problem = folder_problem(folder)
+    if problem:
+        raise ConfigError(f"{what}{folder}: cannot write files there ({problem})")
+    return folder
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why no file can be written in ``folder``, or None. The nearest folder that already exists
+    decides: it must be a folder and accept a new file (``mkdir -p`` makes the rest)."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        return f"{existing} does not accept new files ({err.strerror or err})"
+    return None

@@ -8,17 +8,17 @@ layers ``l`` (bottom-up: L music layers, L image layers, L video layers) and eac
 before ``o_proj``. ``feature_m`` is the adapter token of the layer's modality (zeros when absent), and
 ``Wv_l`` the layer's frozen value projection (no LoRA, no bias). The term does not depend on the
 position, so per turn it is one constant vector per layer: it is computed once and added by a
-forward pre-hook on ``o_proj``, and decoding with the KV cache costs the same as plain LLaMA.
+forward pre-hook on ``o_proj`` (training, scoring), or held by :mod:`m2ugen.decoding` for the whole answer,
+and decoding with the KV cache costs the same as plain LLaMA.
 Gates start at zero, so an untrained model is exactly the base LLaMA; they receive gradient from the
 first step (d tanh(g)/dg = 1 at 0), and once they move, the adapters and prefix queries do too.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,11 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from m2ugen.config import MODALITIES, M2UGenConfig
-from m2ugen.cpu_linear import blocked_linear, use_blocked_linears
-from m2ugen.errors import CheckpointError
+from m2ugen.cpu_linear import BlockedLinear, blocked_wins, use_blocked_linears
+from m2ugen.decoding import Decoded, Decoder
+from m2ugen.errors import CheckpointError, ConfigError
+from m2ugen.quantize import quantize_linears
+from m2ugen.seeding import seeded
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Bias tuning as in the original: q, o and the MLP. k and v carry frozen zero biases (HF has one switch).
@@ -51,7 +54,8 @@ class ExtendedEmbedding(nn.Module):
         v = self.base_vocab_size
         is_new = input_ids >= v
         out = F.embedding(input_ids.clamp(max=v - 1), self.weight)
-        if bool(is_new.any()):
+        # Without autograd (decoding) never wait for the device; with it, no new row gets a zero gradient.
+        if not torch.is_grad_enabled() or bool(is_new.any()):
             new = F.embedding((input_ids - v).clamp(min=0), self.new_weight).to(out.dtype)
             out = torch.where(is_new.unsqueeze(-1), new, out)
         return out
@@ -64,10 +68,11 @@ class ExtendedLMHead(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(base_weight, requires_grad=False)
         self.new_weight = nn.Parameter(new_rows)
-        self.blocked = False  # inference: the (V, D) product through blocked_linear (multi-core CPU)
+        # Inference: the (V, D) product as a linear module chosen for the machine (blocked, quantized).
+        self.base: nn.Module | None = None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        base = blocked_linear(hidden, self.weight) if self.blocked else F.linear(hidden, self.weight)
+        base = F.linear(hidden, self.weight) if self.base is None else self.base(hidden)
         return torch.cat([base, F.linear(hidden, self.new_weight.to(hidden.dtype))], -1)
 
 
@@ -129,6 +134,23 @@ class ModalityInjection(nn.Module):
         return (x + self._vectors[index].unsqueeze(1).to(x.dtype),) + args[1:]
 
 
+def gate_report(gate: torch.Tensor, layers_per_modality: int, first_layer: int) -> list[str]:
+    """Human-readable summary of the injection gates (num_injected, heads): the largest |tanh(gate)|
+    per modality, and a warning when every gate is zero (the media never reach the LLM)."""
+    values = torch.tanh(gate.detach().float())
+    lines = []
+    for m, modality in enumerate(MODALITIES):
+        block = values[m * layers_per_modality:(m + 1) * layers_per_modality]
+        lo = first_layer + m * layers_per_modality
+        lines.append(f"gates {modality} (layers {lo}-{lo + layers_per_modality - 1}): "
+                     f"max |tanh(gate)| = {block.abs().max().item():.4g}")
+    if bool((gate == 0).all()):
+        lines.append("WARNING: every gate is zero, so this checkpoint ignores its audio, image and video inputs "
+                     "(the original code never trained its gates); answers about media will not depend on "
+                     "the media. Train the gates (stage 1 or 3) to use them.")
+    return lines
+
+
 def _frozen_projection(linear: nn.Module, x: torch.Tensor, fused_lora: tuple | None) -> torch.Tensor:
     """``x`` through the frozen base weight of a linear layer, without its LoRA update.
 
@@ -144,25 +166,35 @@ def _frozen_projection(linear: nn.Module, x: torch.Tensor, fused_lora: tuple | N
 
 
 class LastHiddenCapture:
-    """Forward hook on the last decoder layer: its output (pre final norm).
-
-    ``full`` keeps the whole (B, T, D) output (training); otherwise only the last position of each
-    call is appended to ``steps`` (generation: step i holds the states that predict new token i).
-    """
+    """Forward hook on the last decoder layer: while ``full``, keeps its (B, T, D) output (pre final norm)."""
 
     def __init__(self) -> None:
         self.full = False
         self.output: torch.Tensor | None = None
-        self.steps: list[torch.Tensor] = []
-        self.recording = False
 
     def __call__(self, module: nn.Module, args: tuple, output: Any) -> None:
-        hidden = output[0] if isinstance(output, tuple) else output
         if self.full:
-            self.output = hidden
-        elif self.recording:
-            self.steps.append(hidden[:, -1, :].detach())
+            self.output = output[0] if isinstance(output, tuple) else output
 
+
+
+def _load_llama(path: Path, llama_cfg: LlamaConfig, dtype: torch.dtype) -> LlamaForCausalLM:
+    """A LLaMA directory with room for biases it does not hold (they start at zero, then trained ones
+    load): transformers' report of those "missing" biases is silenced; any other missing key is an error."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = LlamaForCausalLM.from_pretrained(path, config=llama_cfg, dtype=dtype, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = sorted(k for k in info.get("missing_keys", []) if not k.endswith(".bias"))
+    mismatched = [str(m[0]) if isinstance(m, tuple) else str(m) for m in info.get("mismatched_keys", [])]
+    if missing or mismatched:
+        raise CheckpointError(f"LLM: {path}: does not fit its config.json: missing {missing[:5]}, "
+                              f"wrong shape {mismatched[:5]}")
+    return model
 
 class M2UGenLLM(nn.Module):
     """``LlamaForCausalLM`` + LoRA (peft) + gated injection + [AUD] rows."""
@@ -171,10 +203,10 @@ class M2UGenLLM(nn.Module):
         super().__init__()
         llama_cfg = model.config
         if llama_cfg.num_attention_heads % llama_cfg.num_key_value_heads:
-            raise CheckpointError("LLM: num_attention_heads must be a multiple of num_key_value_heads")
+            raise ConfigError("LLM: num_attention_heads must be a multiple of num_key_value_heads")
         if config.num_injected_layers > llama_cfg.num_hidden_layers:
-            raise CheckpointError(f"LLM has {llama_cfg.num_hidden_layers} layers; "
-                                  f"{config.num_injected_layers} injected layers do not fit")
+            raise ConfigError(f"LLM has {llama_cfg.num_hidden_layers} layers; "
+                              f"{config.num_injected_layers} injected layers do not fit")
         self.base_vocab_size = llama_cfg.vocab_size
         self.num_aud_tokens = config.num_aud_tokens
         generator = torch.Generator().manual_seed(1234)
@@ -198,6 +230,8 @@ class M2UGenLLM(nn.Module):
         self.capture = LastHiddenCapture()
         layers[-1].register_forward_hook(self.capture)
         self.fused = False
+        self.quantized: str | None = None
+        self._decoder = Decoder(self)
         self._set_trainable_defaults()
 
     # --- construction ------------------------------------------------------------------------
@@ -210,19 +244,20 @@ class M2UGenLLM(nn.Module):
             if not (path / "config.json").is_file():
                 raise CheckpointError(f"LLM: {path} is not a Hugging Face model directory (no config.json); "
                                       "convert Meta weights first with `m2ugen convert llama`")
-            llama_cfg = LlamaConfig.from_pretrained(path)
-            llama_cfg.attention_bias = True
-            llama_cfg.mlp_bias = True
-            model = LlamaForCausalLM.from_pretrained(path, config=llama_cfg, dtype=dtype)
-        else:
-            llama_cfg = LlamaConfig(**config.llm_config, attention_bias=True, mlp_bias=True,
-                                    tie_word_embeddings=False)
-            torch.manual_seed(0)
-            model = LlamaForCausalLM(llama_cfg).to(dtype)
-        for name, param in model.named_parameters():
-            if name.endswith(".bias"):  # base LLaMA has none: bias tuning starts from zero
-                param.data.zero_()
-        return cls(model, config)
+        with seeded(0):  # random weights (llm_config), LoRA and prefix queries: the same in every process
+            if config.llm_path is not None:
+                llama_cfg = LlamaConfig.from_pretrained(path)
+                llama_cfg.attention_bias = True
+                llama_cfg.mlp_bias = True
+                model = _load_llama(path, llama_cfg, dtype)
+            else:
+                llama_cfg = LlamaConfig(**config.llm_config, attention_bias=True, mlp_bias=True,
+                                        tie_word_embeddings=False)
+                model = LlamaForCausalLM(llama_cfg).to(dtype)
+            for name, param in model.named_parameters():
+                if name.endswith(".bias"):  # base LLaMA has none: bias tuning starts from zero
+                    param.data.zero_()
+            return cls(model, config)
 
     def _set_trainable_defaults(self) -> None:
         for group in self.parameter_groups().values():
@@ -252,17 +287,22 @@ class M2UGenLLM(nn.Module):
         self._hooks = [self.layers[self.injection.first_layer + i].self_attn.o_proj.register_forward_pre_hook(
             partial(self.injection.add_to_input, i)) for i in range(self.injection.num_injected)]
 
-    def optimize_for_inference(self) -> None:
-        """Inference only: fold LoRA into the base weights and use multi-core CPU linear layers.
+    def optimize_for_inference(self, quantize: str | None = None) -> None:
+        """Inference only: fold LoRA into the base weights; linear layers chosen for the machine, or quantized.
 
         Every LoRA update is merged into its base weight and the peft wrappers are dropped, so
-        decoding runs plain linear layers (no per-module peft overhead); these, and the LM head, then
-        compute through :func:`~m2ugen.cpu_linear.blocked_linear` (all cores on CPU, unchanged on GPU).
-        The injected layers' value projections keep their LoRA factors aside, since the injection
-        uses the frozen weight without LoRA. Saving afterwards is refused and training is impossible
-        (the LoRA tensors are gone). Calling it again does nothing.
+        decoding runs plain linear layers (no per-module peft overhead). Each of these, and the LM
+        head, then computes through :func:`~m2ugen.cpu_linear.blocked_linear` where a start-up
+        measurement shows it faster on this machine (:func:`~m2ugen.cpu_linear.blocked_wins`), else
+        stays ``nn.Linear``. ``quantize`` ("int8" or "int4", see :mod:`m2ugen.quantize`) stores the
+        weights of all of them quantized instead. The injected layers' value projections keep their
+        LoRA factors aside, since the injection uses the frozen weight without LoRA. Saving afterwards
+        is refused and training is impossible (the LoRA tensors are gone). Calling it again does
+        nothing, except quantizing a model that is not yet quantized.
         """
         if self.fused:
+            if quantize is not None and self.quantized is None:
+                self._quantize(quantize)
             return
         for i in range(self.injection.num_injected):
             v_proj = self.layers[self.injection.first_layer + i].self_attn.v_proj
@@ -277,10 +317,27 @@ class M2UGenLLM(nn.Module):
                     if not child.merged:
                         child.merge()
                     setattr(parent, child_name, child.get_base_layer())
-        use_blocked_linears(self.layers)
-        self.model.lm_head.blocked = True
+        head = self.model.lm_head
+        if quantize is None:
+            use_blocked_linears(self.layers, where=blocked_wins)
+            if blocked_wins(head.weight):
+                head.base = BlockedLinear.sharing(head.weight)
+        else:
+            self._quantize(quantize)
         self._hook_injection()
         self.fused = True
+
+    def _quantize(self, mode: str) -> None:
+        head = self.model.lm_head
+        linear = nn.Linear(head.weight.shape[1], head.weight.shape[0], bias=False, device="meta")
+        linear.weight = head.weight
+        quantize_linears(self.layers, mode)
+        holder = nn.ModuleDict({"base": linear})
+        quantize_linears(holder, mode)
+        head.base = holder["base"]
+        head.weight = None  # only the quantized copy is kept
+        self.quantized = mode
+        self._hook_injection()
 
     # --- running -----------------------------------------------------------------------------
     @property
@@ -308,16 +365,14 @@ class M2UGenLLM(nn.Module):
         finally:
             self.capture.full = False
             self.capture.output = None
+            # The hooks inject only inside this call, except where checkpointed training re-runs the
+            # layers in backward: that recomputation needs the same vectors (the next call replaces them).
+            if not (self.model.is_gradient_checkpointing and torch.is_grad_enabled()):
+                self.injection.set_vectors(None)
         return logits, hidden
 
-    @contextmanager
-    def generating(self, vectors: torch.Tensor) -> Iterator[LastHiddenCapture]:
-        """Inject ``vectors`` and record the last-position hidden state of every decoding step."""
-        self.injection.set_vectors(vectors)
-        self.capture.steps = []
-        self.capture.recording = True
-        try:
-            yield self.capture
-        finally:
-            self.capture.recording = False
-            self.injection.set_vectors(None)
+    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, vectors: torch.Tensor,
+               **options: Any) -> Decoded:
+        """KV-cached decoding after left-padded prompts with the injection ``vectors``: see
+        :meth:`m2ugen.decoding.Decoder.generate` for ``options``."""
+        return self._decoder.generate(input_ids, attention_mask, vectors, **options)

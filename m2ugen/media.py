@@ -1,10 +1,11 @@
 """Turn user media into checked arrays, or raise :class:`~m2ugen.errors.MediaError`.
 
-* :func:`load_audio`: WAV/FLAC/OGG/MP3 (soundfile), anything else FFmpeg reads (PyAV), an array or
-  an :class:`~m2ugen.audio.Audio` -> float32 mono (S,) at the requested rate (soxr).
+* :func:`read_audio`: WAV/FLAC/OGG/MP3 (soundfile), anything else FFmpeg reads (PyAV), an array or
+  an :class:`~m2ugen.audio.Audio` -> a checked mono :class:`~m2ugen.audio.Audio` at its own rate;
+  :func:`resample` (soxr) brings it to a consumer's rate, once; :func:`load_audio` does both.
 * :func:`load_image`: a path, a PIL image or an array, any PIL mode -> uint8 RGB (H, W, 3).
 * :func:`load_video`: a path -> uint8 (F, H, W, 3), F frames (32 for ViViT) spaced evenly over the
-  whole clip; PyAV is the reference backend, decord an optional faster one.
+  whole clip, decoded with PyAV.
 
 Every error names the file and the reason. This module does no model preprocessing (resizing,
 normalisation): that belongs to the encoders.
@@ -35,8 +36,8 @@ SILENCE_PEAK = 1e-6
 # Smallest accepted image side in pixels: below this an image (icon, tracking pixel) holds no
 # content that survives the upscaling to ViT's 224 px.
 MIN_IMAGE_SIDE = 8
-# ViViT reads motion across its frames, so a still image posing as a video is refused.
-MIN_VIDEO_FRAMES = 2
+# A still (a one-frame video) is accepted: its frame is repeated to fill the clip, i.e. a video without motion.
+MIN_VIDEO_FRAMES = 1
 # Frames are scaled down to this shorter side while decoding (ViViT/ViT read 224 px).
 MAX_VIDEO_SHORT_SIDE = 448
 
@@ -56,7 +57,7 @@ def _check_file(path: Path, kind: str) -> None:
     if not path.exists():
         raise MediaError(f"{path}: {kind} file not found")
     if path.is_dir():
-        raise MediaError(f"{path}: is a directory, not a {kind} file")
+        raise MediaError(f"{path}: is a directory, not {'an' if kind[0] in 'aeiou' else 'a'} {kind} file")
     if not path.is_file():
         raise MediaError(f"{path}: not a regular file")
     if not os.access(path, os.R_OK):
@@ -69,27 +70,28 @@ def _check_file(path: Path, kind: str) -> None:
 # audio
 
 
-def load_audio(
+def read_audio(
     source: PathLike | np.ndarray | Audio,
-    target_sr: int,
     *,
     sample_rate: int | None = None,
     max_seconds: float | None = MAX_AUDIO_SECONDS,
     min_seconds: float = MIN_AUDIO_SECONDS,
-) -> np.ndarray:
-    """Load audio as float32 mono at ``target_sr``.
+) -> Audio:
+    """Read and check audio, keeping its own sample rate: the one place user audio comes in.
+
+    Each consumer then resamples once from it with :func:`resample` (MERT at 24 kHz, the decoder at
+    its rate, transcription at 22.05 kHz), so no consumer hears a copy that lost bandwidth.
 
     Args:
         source: a file path; an array (S,) or (C, S) (then ``sample_rate`` is required); or an
             :class:`Audio`.
-        target_sr: output rate in Hz (24000 for MERT, 32000 for MusicGen).
         sample_rate: rate of an array ``source`` in Hz.
         max_seconds: longest accepted input; checked on the header's declared duration before
             decoding, so a huge file fails at once. None: no limit.
         min_seconds: shortest accepted input.
 
     Returns:
-        float32 (S,) mono samples at ``target_sr``.
+        An :class:`Audio` with float32 mono (S,) samples at the source's rate.
 
     Raises:
         MediaError: missing, a directory, empty, unreadable or corrupt (including a truncated WAV),
@@ -111,7 +113,31 @@ def load_audio(
         path = Path(source)
         name = str(path)
         samples, sr = _read_audio_file(path, max_seconds)
-    return _finish_audio(name, samples, sr, target_sr, max_seconds=max_seconds, min_seconds=min_seconds)
+    return Audio(_checked_mono(name, samples, sr, max_seconds=max_seconds, min_seconds=min_seconds), sr)
+
+
+def resample(audio: Audio, target_sr: int) -> np.ndarray:
+    """float32 mono (S,) samples of ``audio`` at ``target_sr`` (soxr; no copy when the rate matches)."""
+    import soxr
+
+    mono = np.ascontiguousarray(audio.mono(), dtype=np.float32)
+    if audio.sample_rate == target_sr:
+        return mono
+    return soxr.resample(mono, audio.sample_rate, target_sr).astype(np.float32, copy=False)
+
+
+def load_audio(
+    source: PathLike | np.ndarray | Audio,
+    target_sr: int,
+    *,
+    sample_rate: int | None = None,
+    max_seconds: float | None = MAX_AUDIO_SECONDS,
+    min_seconds: float = MIN_AUDIO_SECONDS,
+) -> np.ndarray:
+    """:func:`read_audio` then :func:`resample`: float32 mono (S,) at ``target_sr`` (24000 for MERT,
+    32000 for MusicGen). Arguments, errors and warnings as for :func:`read_audio`."""
+    return resample(read_audio(source, sample_rate=sample_rate, max_seconds=max_seconds, min_seconds=min_seconds),
+                    target_sr)
 
 
 def _channels_first(x: np.ndarray) -> np.ndarray:
@@ -123,10 +149,9 @@ def _channels_first(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _finish_audio(name: str, x: np.ndarray, sr: int, target_sr: int, *, max_seconds: float | None,
+def _checked_mono(name: str, x: np.ndarray, sr: int, *, max_seconds: float | None,
                   min_seconds: float) -> np.ndarray:
-    import soxr
-
+    """The channel average of ``x`` as float32, after the length, finiteness and silence checks."""
     mono = x if x.ndim == 1 else x.mean(axis=0)
     mono = np.ascontiguousarray(mono, dtype=np.float32)
     if mono.size == 0:
@@ -140,8 +165,6 @@ def _finish_audio(name: str, x: np.ndarray, sr: int, target_sr: int, *, max_seco
         raise MediaError(f"{name}: longer than the limit ({seconds:.1f} s > {max_seconds} s)")
     if float(np.abs(mono).max()) < SILENCE_PEAK:
         warnings.warn(f"{name}: audio is silent (peak below {SILENCE_PEAK})", SilentAudioWarning, stacklevel=3)
-    if sr != target_sr:
-        mono = soxr.resample(mono, sr, target_sr).astype(np.float32, copy=False)
     return mono
 
 
@@ -357,7 +380,6 @@ def load_video(
     num_frames: int = 32,
     *,
     max_seconds: float | None = MAX_AUDIO_SECONDS,
-    backend: str = "pyav",
     max_short_side: int | None = MAX_VIDEO_SHORT_SIDE,
 ) -> np.ndarray:
     """Load ``num_frames`` RGB frames spread evenly over a whole video clip.
@@ -370,15 +392,13 @@ def load_video(
         path: a video file (anything FFmpeg reads: mp4, webm, mkv, avi, gif, ...).
         num_frames: frames to return (ViViT-B 16x2 takes exactly 32).
         max_seconds: longest accepted clip, checked on the declared duration. None: no limit.
-        backend: "pyav" (reference) or "decord" (faster on long clips; x86-64 Linux only; its
-            FFmpeg may round colours differently by a few levels).
         max_short_side: largest shorter side of a returned frame in pixels; None keeps full size.
 
     Returns:
         uint8 (num_frames, H, W, 3).
 
     Raises:
-        MediaError: missing, a directory, empty, not a video, no video stream, fewer than 2 frames,
+        MediaError: missing, a directory, empty, not a video, no video stream, no frame,
             longer than ``max_seconds``, or corrupt.
     """
     path = Path(path)
@@ -387,10 +407,6 @@ def load_video(
         raise MediaError(f"{path}: num_frames must be >= 1, got {num_frames}")
     if max_short_side is not None and max_short_side < 2:
         raise MediaError(f"{path}: max_short_side must be at least 2 pixels, got {max_short_side}")
-    if backend == "decord":
-        return _load_video_decord(path, num_frames, max_seconds, max_short_side)
-    if backend != "pyav":
-        raise MediaError(f"{path}: unknown video backend {backend!r}; use 'pyav' or 'decord'")
     import av
 
     count = _count_video_frames(path, max_seconds)
@@ -417,8 +433,7 @@ def _count_video_frames(path: Path, max_seconds: float | None) -> int:
         except av.FFmpegError as err:
             raise MediaError(f"{path}: unreadable or corrupt video ({err})") from err
     if count < MIN_VIDEO_FRAMES:
-        raise MediaError(f"{path}: video has {count} frame(s); at least {MIN_VIDEO_FRAMES} are needed "
-                         "(the video encoder reads motion between frames)")
+        raise MediaError(f"{path}: video has {count} frame(s); at least {MIN_VIDEO_FRAMES} is needed")
     return count
 
 
@@ -458,24 +473,3 @@ def _decode_selected(path: Path, indices: np.ndarray, max_short_side: int | None
     if len(kept) < len(wanted):
         return None, decoded
     return np.stack([kept[int(i)] for i in indices]), decoded
-
-
-def _load_video_decord(path: Path, num_frames: int, max_seconds: float | None,
-                       max_short_side: int | None) -> np.ndarray:
-    try:
-        import decord
-    except ImportError as err:
-        raise MediaError(f"{path}: backend 'decord' is not installed (pip install 'm2ugen[video]')") from err
-    _count_video_frames(path, max_seconds)  # same checks and error messages as the reference backend
-    try:
-        reader = decord.VideoReader(str(path), num_threads=1)
-        height, width = reader[0].shape[:2]
-        size = scaled_size(width, height, max_short_side)
-        if size != (width, height):
-            reader = decord.VideoReader(str(path), num_threads=1, width=size[0], height=size[1])
-        count = len(reader)
-        if count < MIN_VIDEO_FRAMES:
-            raise MediaError(f"{path}: video has {count} frame(s); at least {MIN_VIDEO_FRAMES} are needed")
-        return reader.get_batch(frame_indices(count, num_frames).tolist()).asnumpy()
-    except decord.DECORDError as err:
-        raise MediaError(f"{path}: unreadable or corrupt video ({err})") from err

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,11 +20,16 @@ from torch import nn
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
 from adapters import ModalityAdapter
+from m2ugen.audio import Audio
+from m2ugen.checkpoints import WEIGHTS_NAME, load_config, load_trained, save_pretrained
 from m2ugen.config import MODALITIES, M2UGenConfig
 from m2ugen.encoders import ImageEncoder, MusicEncoder, VideoEncoder
+from m2ugen.errors import CheckpointError, ConfigError
 from m2ugen.llm import M2UGenLLM
+from m2ugen.media import load_image, load_video, read_audio, resample
 from m2ugen.projector import OutputProjector
 from m2ugen.prompt import IGNORE_INDEX
+from m2ugen.seeding import seeded
 from m2ugen.tokenizer import load_tokenizer
 
 
@@ -94,8 +101,8 @@ class M2UGen(nn.Module):
     def from_config(cls, config: M2UGenConfig) -> "M2UGen":
         """Build the network: frozen parts from their local directories (or random for ``*_config``)."""
         parts = build_frozen_parts(config)
-        torch.manual_seed(1)
-        return cls(config, *parts)
+        with seeded(1):  # the adapters' and projector's initial weights
+            return cls(config, *parts)
 
     # --- parameters ----------------------------------------------------------------------------
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -110,7 +117,7 @@ class M2UGen(nn.Module):
         groups = self.parameter_groups()
         unknown = set(kinds) - set(groups)
         if unknown:
-            raise ValueError(f"unknown parameter groups {sorted(unknown)}; known: {sorted(groups)}")
+            raise ConfigError(f"unknown parameter groups {sorted(unknown)}; known: {sorted(groups)}")
         for p in self.parameters():
             p.requires_grad_(False)
         for kind in kinds:
@@ -132,6 +139,26 @@ class M2UGen(nn.Module):
 
     def encode_videos(self, clips: Sequence[np.ndarray]) -> torch.Tensor:
         return self.encoders["video"](clips)
+
+    @torch.no_grad()
+    def encode_media(self, modality: str, items: Sequence[Any]) -> torch.Tensor:
+        """Media -> encoder features (B, N, D): the one path from media to features, for chat and training.
+
+        audio: file paths or :class:`~m2ugen.audio.Audio` at their own rate, resampled once to
+        ``config.audio_sample_rate`` for MERT; image: paths, PIL images or (H, W, 3) arrays; video:
+        paths or (F, H, W, 3) uint8 clips already holding ``config.num_video_frames`` frames.
+        """
+        cfg = self.config
+        if modality == "audio":
+            audio = [a if isinstance(a, Audio) else read_audio(a, max_seconds=cfg.max_audio_seconds) for a in items]
+            return self.encode_audio([resample(a, cfg.audio_sample_rate) for a in audio])
+        if modality == "image":
+            return self.encode_images([Image.fromarray(load_image(i)) for i in items])
+        if modality == "video":
+            return self.encode_videos([np.asarray(v, dtype=np.uint8) if isinstance(v, np.ndarray) else
+                                       load_video(v, cfg.num_video_frames, max_seconds=cfg.max_audio_seconds)
+                                       for v in items])
+        raise ConfigError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
 
     def adapter_tokens(self, features: dict[str, torch.Tensor | None],
                        present: dict[str, torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
@@ -242,7 +269,8 @@ class M2UGen(nn.Module):
         ``force_music`` (one flag, or one per prompt): when the model stopped without an [AUD] run,
         append `` [AUD0]..[AUD{N-1}]`` to its response and take the states that predict them with
         one teacher-forced pass (explicit music requests such as ``m2ugen generate``).
-        ``logits_processor`` is passed to transformers' ``generate`` (constrained decoding).
+        ``logits_processor`` (transformers' interface) sees the ids so far and the scores (constrained
+        decoding). Decoding runs :mod:`m2ugen.decoding` (static KV cache, on-device token choice).
         """
         tok = self.tokenizer
         bsz = len(prompts)
@@ -256,18 +284,12 @@ class M2UGen(nn.Module):
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         tokens = self.adapter_tokens(features or {}, present)
         vectors = self.llm.injection_vectors(tokens, bsz)
-        if seed is not None:
-            torch.manual_seed(seed)
-        sample = temperature > 0
-        gen_kwargs = dict(do_sample=sample, temperature=temperature if sample else None,
-                          top_p=top_p if sample else None, top_k=None)
-        with self.llm.generating(vectors) as capture:
-            out = self.llm.model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                          max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
-                                          pad_token_id=pad, use_cache=True, logits_processor=logits_processor,
-                                          **gen_kwargs)
-            steps = torch.stack(capture.steps, dim=1) if capture.steps else None  # (B, S, D)
-        new_tokens = out[:, width:].tolist()
+        generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)  # never the global RNG
+        decoded = self.llm.decode(input_ids, attention_mask, vectors, max_new_tokens=max_new_tokens,
+                                  eos_token_id=tok.eos_token_id, pad_token_id=pad, temperature=temperature,
+                                  top_p=top_p, logits_processor=logits_processor, generator=generator)
+        steps = decoded.states  # (B, S, D)
+        new_tokens = decoded.tokens.tolist()
         aud_ids = self.llm.aud_token_ids
         results = []
         for b in range(bsz):
@@ -293,15 +315,26 @@ class M2UGen(nn.Module):
         return results
 
     # --- checkpoints ---------------------------------------------------------------------------
-    def save_pretrained(self, path: str) -> None:
+    def save_pretrained(self, path: str | Path) -> Path:
         """Write config, trained tensors and tokenizer to ``path`` (see :mod:`m2ugen.checkpoints`)."""
-        from m2ugen.checkpoints import save_pretrained
-
-        save_pretrained(self, path)
+        return save_pretrained(self, path)
 
     @classmethod
-    def from_pretrained(cls, path: str, **overrides) -> "M2UGen":
-        """Load a checkpoint directory; ``overrides`` replace config fields (e.g. ``dtype``)."""
-        from m2ugen.checkpoints import load_pretrained
+    def from_pretrained(cls, path: str | Path, **overrides: Any) -> "M2UGen":
+        """Load a directory written by :meth:`save_pretrained` (or by ``m2ugen convert``).
 
-        return load_pretrained(path, **overrides)
+        The frozen parts stream from their own directories (memory-mapped safetensors); the adapters
+        and projector are built on the meta device and the stored tensors put in place, so peak
+        memory stays close to the size of the weights. ``overrides`` replace config fields (e.g.
+        ``dtype="bfloat16"``, or another ``llm_path``).
+        """
+        path = Path(path)
+        weights = path / WEIGHTS_NAME
+        if not weights.is_file():
+            raise CheckpointError(f"{path}: no {WEIGHTS_NAME}; is this an m2ugen checkpoint directory?")
+        config = load_config(path, **overrides)
+        parts = build_frozen_parts(config)
+        with torch.device("meta"):  # no memory and no init work until the stored tensors are in place
+            model = cls(config, *parts)
+        load_trained(model, weights)
+        return model

@@ -1,9 +1,12 @@
-"""Transcription: audio -> notes with basic-pitch (its bundled ONNX model) -> MIDI, ABC and a piano roll.
+"""Transcription: audio -> notes with basic-pitch (its bundled ONNX model) -> who plays what -> MIDI, ABC, piano roll.
 
 :func:`transcribe` decodes the audio with :func:`m2ugen.media.load_audio`, runs the model on windows
 of ``window_s`` seconds (plus ``context_s`` on each side), so its working memory does not grow with
-the file, and stitches the notes of neighbouring windows.
-:func:`is_transcription_request` is the assistant's routing rule (``docs/transcription.md``).
+the file, and stitches the notes of neighbouring windows. Then (:mod:`m2ugen.transcription`): a
+monophonic source is reduced to one line (no harmonic ghost notes), each note gets a General MIDI
+program from the shipped instrument classifier, each instrument's notes are split into voices, and
+metre, tempo and the first downbeat are estimated from the notes.
+Whether a chat turn asks for a transcription is decided in :mod:`m2ugen.routing`.
 This module does not score transcriptions (:mod:`m2ugen.metrics.transcription`) and does not hold
 the ABC writer (:mod:`m2ugen.notation.abc`).
 """
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,6 @@ FRAMES_PER_S = MODEL_SAMPLE_RATE / 256  # basic-pitch's output frame rate (FFT h
 MIN_DURATION_S = 0.05
 MAX_AUDIO_S = 3600.0  # default limit on the input's length (m2ugen.media's MAX_AUDIO_SECONDS)
 SILENCE_PEAK = 1e-4  # windows whose peak amplitude is below this are not run through the model
-TEMPO_ANALYSIS_S = 120.0  # the global tempo is estimated from the first two minutes
 SEAM_MARGIN_S = 0.15  # a note ending this close to a window's end may continue in the next window
 SEAM_GAP_S = 0.05  # ... and continues if the next window has the same pitch starting before its end plus this
 
@@ -47,9 +48,12 @@ class TranscribeConfig:
         pitch_bends: estimate a pitch-bend curve per note (written to the MIDI file only).
         window_s: seconds of audio decoded per window; memory grows with it, not with the file.
         context_s: extra seconds on each side of a window, so notes at its edges are decoded whole.
-        program: General MIDI program of the transcribed voice (basic-pitch does not tell instruments apart).
-        meter: time signature written to the ABC score.
-        tempo_bpm: quarter notes per minute for MIDI and ABC; None estimates it from the audio.
+        program: General MIDI program of every note; None recognises each note's instrument.
+        meter: time signature of the ABC score (e.g. "6/8"); None estimates it from the notes.
+        tempo_bpm: quarter notes per minute for MIDI and ABC; None estimates it from the notes.
+        mono: True: the source plays one note at a time (one line, no harmonic ghost notes);
+            False: keep every note heard; None: decide from the notes (:mod:`m2ugen.transcription.mono`).
+        voices: split each instrument's notes into voices (ABC ``V:`` per voice).
     """
 
     onset_threshold: float = 0.5
@@ -58,9 +62,11 @@ class TranscribeConfig:
     pitch_bends: bool = False
     window_s: float = 30.0
     context_s: float = 1.0
-    program: int = 0
-    meter: str = "4/4"
+    program: int | None = None
+    meter: str | None = None
     tempo_bpm: float | None = None
+    mono: bool | None = None
+    voices: bool = True
 
     def __post_init__(self) -> None:
         for name in ("onset_threshold", "frame_threshold"):
@@ -68,7 +74,7 @@ class TranscribeConfig:
                 raise ConfigError(f"{name} {getattr(self, name)} must be between 0 and 1")
         if self.window_s < 4.0 or self.context_s < 0.5 or self.context_s * 2 > self.window_s:
             raise ConfigError(f"window_s {self.window_s} must be >= 4 and context_s {self.context_s} in 0.5..window_s/2")
-        if not 0 <= self.program <= 127:
+        if self.program is not None and not 0 <= self.program <= 127:
             raise ConfigError(f"program {self.program} must be a General MIDI program 0..127")
         if self.min_note_s <= 0:
             raise ConfigError(f"min_note_s {self.min_note_s} must be positive")
@@ -76,15 +82,16 @@ class TranscribeConfig:
             raise ConfigError(f"tempo_bpm {self.tempo_bpm} is outside 10..400")
         from m2ugen.notation.abc import parse_meter
 
-        if parse_meter(self.meter) is None:
+        if self.meter is not None and parse_meter(self.meter) is None:
             raise ConfigError(f"meter {self.meter!r} is not of the form N/D (e.g. 4/4, 6/8)")
 
 
 @dataclass(frozen=True)
 class Note:
-    """One transcribed note: times in seconds, MIDI pitch and velocity (1-127).
+    """One transcribed note: times in seconds, MIDI pitch and velocity (1-127), GM program and voice.
 
     ``pitch_bends`` (semitones, evenly spaced from start to end) is set only with ``pitch_bends=True``.
+    ``voice`` numbers the voices of one instrument from the highest (0).
     """
 
     start_s: float
@@ -92,6 +99,8 @@ class Note:
     pitch: int
     velocity: int
     pitch_bends: tuple[float, ...] | None = None
+    program: int = 0
+    voice: int = 0
 
 
 def _ensure_new(path: Path, overwrite: bool) -> Path:
@@ -109,7 +118,9 @@ class Transcription:
         duration_s: length of the audio that was transcribed.
         tempo_bpm: quarter notes per minute used for the MIDI tempo and the ABC grid.
         meter: time signature of the ABC score.
-        program: General MIDI program of the voice.
+        downbeat_s: time of the first bar line of the ABC score (at or before the first note).
+        unit: the ABC unit note length ``L:1/unit`` (also its grid).
+        monophonic: whether the notes were reduced to one line.
         midi_path: where :meth:`save_midi` last wrote the MIDI file.
     """
 
@@ -117,7 +128,9 @@ class Transcription:
     duration_s: float
     tempo_bpm: float
     meter: str = "4/4"
-    program: int = 0
+    downbeat_s: float = 0.0
+    unit: int = 16
+    monophonic: bool = False
     midi_path: Path | None = None
     _abc: str | None = field(default=None, repr=False)
 
@@ -129,12 +142,24 @@ class Transcription:
         pitches = [n.pitch for n in self.notes]
         import pretty_midi
 
+        from m2ugen.notation.instruments import program_name
+
         low, high = pretty_midi.note_number_to_name(min(pitches)), pretty_midi.note_number_to_name(max(pitches))
-        return (f"Transcribed {len(self.notes)} notes ({low} to {high}) from {self.duration_s:.1f} s of audio "
-                f"at about {self.tempo_bpm:.0f} BPM.")
+        players = ", ".join(program_name(p) for p in self.programs)
+        line = "one line, " if self.monophonic else ""
+        return (f"Transcribed {len(self.notes)} notes ({line}{low} to {high}) from {self.duration_s:.1f} s of audio "
+                f"in {self.meter} at about {self.tempo_bpm:.0f} BPM; instruments: {players}.")
+
+    @property
+    def programs(self) -> list[int]:
+        """The GM programs that play, by number of notes (most first)."""
+        counts: dict[int, int] = {}
+        for note in self.notes:
+            counts[note.program] = counts.get(note.program, 0) + 1
+        return sorted(counts, key=lambda p: (-counts[p], p))
 
     def to_midi(self, *, pitch_bends: bool = True) -> Any:
-        """The notes as a :class:`pretty_midi.PrettyMIDI` at ``tempo_bpm``.
+        """The notes as a :class:`pretty_midi.PrettyMIDI` at ``tempo_bpm``: one track per instrument.
 
         Notes with pitch bends each need a channel to themselves while they sound, so they are spread
         over extra tracks of the same program (as few as the overlaps allow).
@@ -142,17 +167,24 @@ class Transcription:
         import pretty_midi
 
         midi = pretty_midi.PrettyMIDI(initial_tempo=self.tempo_bpm)
-        name = pretty_midi.program_to_instrument_name(self.program)
-        main = pretty_midi.Instrument(program=self.program, name=name)
+        for program in self.programs or [0]:
+            midi.instruments.extend(self._tracks(program, pitch_bends))
+        return midi
+
+    def _tracks(self, program: int, pitch_bends: bool) -> list[Any]:
+        import pretty_midi
+
+        name = pretty_midi.program_to_instrument_name(program)
+        main = pretty_midi.Instrument(program=program, name=name)
         bend_tracks: list[pretty_midi.Instrument] = []
-        for note in self.notes:
+        for note in (n for n in self.notes if n.program == program):
             midi_note = pretty_midi.Note(velocity=note.velocity, pitch=note.pitch, start=note.start_s, end=note.end_s)
             if not (pitch_bends and note.pitch_bends):
                 main.notes.append(midi_note)
                 continue
             track = next((t for t in bend_tracks if t.notes[-1].end <= note.start_s), None)
             if track is None:
-                track = pretty_midi.Instrument(program=self.program, name=f"{name} (bends {len(bend_tracks) + 1})")
+                track = pretty_midi.Instrument(program=program, name=f"{name} (bends {len(bend_tracks) + 1})")
                 bend_tracks.append(track)
             track.notes.append(midi_note)
             times = np.linspace(note.start_s, note.end_s, len(note.pitch_bends), endpoint=False)
@@ -160,8 +192,7 @@ class Transcription:
                 value = int(np.clip(round(semitones * 4096), -8192, 8191))  # +-2 semitone bend range
                 track.pitch_bends.append(pretty_midi.PitchBend(value, float(time_s)))
             track.pitch_bends.append(pretty_midi.PitchBend(0, note.end_s))
-        midi.instruments.extend([main, *bend_tracks])
-        return midi
+        return [main, *bend_tracks]
 
     def save_midi(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the MIDI file and remember its path in :attr:`midi_path`."""
@@ -172,12 +203,27 @@ class Transcription:
 
     @property
     def abc(self) -> str:
-        """The notes as an ABC score (grid of sixteenth notes at ``tempo_bpm``, ``meter``)."""
+        """The notes as an ABC score: ``meter``, ``tempo_bpm``, grid and ``L:`` of ``unit``, bars from
+        ``downbeat_s``; one ``V:`` per voice of each instrument, named, with its ``%%MIDI program``."""
         if self._abc is None:
+            import pretty_midi
+
             from m2ugen.notation.abc import AbcConfig, write_abc
 
-            config = AbcConfig(meter=self.meter, tempo_bpm=self.tempo_bpm, title="Transcription")
-            self._abc = write_abc(self.to_midi(pitch_bends=False), config)
+            midi = pretty_midi.PrettyMIDI(initial_tempo=self.tempo_bpm)
+            shift = self.downbeat_s
+            for program in self.programs:
+                own = [n for n in self.notes if n.program == program]
+                n_voices = max(n.voice for n in own) + 1
+                for voice in range(n_voices):
+                    name = pretty_midi.program_to_instrument_name(program)
+                    part = pretty_midi.Instrument(program=program, name=name if n_voices == 1 else f"{name} {voice + 1}")
+                    part.notes = [pretty_midi.Note(n.velocity, n.pitch, max(0.0, n.start_s - shift), max(0.0, n.end_s - shift))
+                                  for n in own if n.voice == voice]
+                    if part.notes:
+                        midi.instruments.append(part)
+            config = AbcConfig(meter=self.meter, tempo_bpm=self.tempo_bpm, unit=self.unit, title="Transcription")
+            self._abc = write_abc(midi, config)
         return self._abc
 
     def save_abc(self, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -306,14 +352,30 @@ def _merge_duplicates(notes: list[Note], tolerance_s: float = 0.05) -> list[Note
     return sorted(merged, key=lambda n: (n.start_s, n.pitch))
 
 
-def _estimate_tempo(onset_envelope: np.ndarray) -> float:
-    """Quarter-note tempo (BPM) from an onset-strength envelope (librosa's estimator, prior at 120)."""
-    import librosa
+def _describe(notes: list[Note], samples: np.ndarray, duration_s: float, config: TranscribeConfig) -> Transcription:
+    """Who plays what and how it is counted: one line if monophonic, programs, voices, metre and tempo."""
+    from dataclasses import replace
 
-    if onset_envelope.size < 2 * FRAMES_PER_S or not np.any(onset_envelope > 0):
-        return 120.0
-    tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=onset_envelope, sr=MODEL_SAMPLE_RATE, hop_length=512))[0])
-    return float(np.clip(round(tempo), 40, 240))
+    from m2ugen.transcription import instruments, meter, mono, voices
+
+    monophonic = config.mono if config.mono is not None else mono.is_monophonic(notes)
+    if monophonic:
+        notes = mono.one_line(notes)
+    if config.program is not None:
+        programs = [config.program] * len(notes)
+    else:
+        names, probabilities = instruments.program_probabilities(samples, [(n.start_s, n.end_s, n.pitch) for n in notes])
+        programs = instruments.assign_programs(names, probabilities, monophonic=monophonic)
+    notes = [replace(note, program=program) for note, program in zip(notes, programs)]
+    if config.voices and not monophonic:
+        for program in set(programs):
+            own = [i for i, note in enumerate(notes) if note.program == program]
+            for i, voice in zip(own, voices.assign_voices([notes[i] for i in own])):
+                notes[i] = replace(notes[i], voice=voice)
+    timing = meter.estimate(np.array([n.start_s for n in notes]), np.array([n.end_s - n.start_s for n in notes]),
+                            meter=config.meter, tempo_bpm=config.tempo_bpm, polyphonic=not monophonic)
+    return Transcription(notes=notes, duration_s=duration_s, tempo_bpm=float(timing.tempo_bpm), meter=timing.meter,
+                         downbeat_s=timing.downbeat_s, unit=timing.unit, monophonic=monophonic)
 
 
 def transcribe(
@@ -343,8 +405,6 @@ def transcribe(
             longer than ``max_seconds`` (see :func:`m2ugen.media.load_audio`).
         ConfigError: a setting is out of range, or basic-pitch / onnxruntime is not installed.
     """
-    import librosa
-
     from m2ugen.media import load_audio
 
     config = config or TranscribeConfig()
@@ -354,7 +414,6 @@ def transcribe(
     duration_s = samples.size / rate
     notes: list[Note] = []
     open_notes: dict[int, Note] = {}  # notes cut by the end of the previous window, by pitch
-    envelopes: list[np.ndarray] = []
     for start, end, core_start_n, core_end_n in _windows(samples.size, int(config.window_s * rate), int(config.context_s * rate)):
         window = samples[start:end]
         audio_start, core_start, core_end = start / rate, core_start_n / rate, core_end_n / rate
@@ -383,54 +442,7 @@ def transcribe(
             else:
                 notes.append(note)
         open_notes = still_open
-        if core_start < TEMPO_ANALYSIS_S:
-            core = samples[core_start_n : min(end, int(min(core_end_n, samples.size)))]
-            if core.size >= 2048:
-                envelopes.append(librosa.onset.onset_strength(y=core, sr=rate, hop_length=512))
         if on_progress is not None:
             on_progress(end / rate, duration_s)
     notes.extend(open_notes.values())
-    tempo = config.tempo_bpm or _estimate_tempo(np.concatenate(envelopes) if envelopes else np.zeros(0))
-    return Transcription(
-        notes=_merge_duplicates(notes),
-        duration_s=duration_s,
-        tempo_bpm=float(tempo),
-        meter=config.meter,
-        program=config.program,
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Routing
-
-
-_ALWAYS = re.compile(r"\b(transcrib\w*|notate|notating|write (it|this|that) down)\b")
-_TARGET = re.compile(r"\b(abc|midi|score|sheet|notation|notes)\b")
-_AS_TARGET = re.compile(r"\b(to|into|as|in)\s+(an?\s+)?(abc|midi)\b")
-_REQUEST = re.compile(r"\b(give|show|write|make|get|send|produce|create|print|export|convert|turn|extract|"
-                      r"output|need|want|generate|render|save|please|can i have|could i have)\b")
-_WHICH_NOTES = re.compile(r"\b(what|which) notes\b|\bnotes (are|were) (played|being played|in)\b")
-_COMPOSE = re.compile(r"\b(compose|write|create|generate|make)\s+(me\s+)?(a|an|some|new)\s+(new\s+)?"
-                      r"(song|tune|melody|piece|track|music)\b")
-_NOT_MUSIC_SCORE = re.compile(r"\bscore\w*\s+(of|in|for)\s+(the|this|that|a)\s+(game|match|team|test|exam|movie|film)\b"
-                              r"|\b(game|match|final|test|exam|credit)\s+score\b|\bscored\b")
-
-
-def is_transcription_request(text: str) -> bool:
-    """True when ``text`` asks to write the given music down (the routing rule, in order):
-
-    1. ``transcribe``/``transcription``/``notate``/``write it down`` -> yes.
-    2. A request to compose something new ("write a song in ABC") -> no.
-    3. A score that is not a musical one ("score of the game", "test score") -> no.
-    4. "to/into/as/in MIDI|ABC" or "what/which notes" -> yes.
-    5. A request word (give, show, write, convert, want, please, ...) together with abc/midi/
-       score/sheet/notation/notes -> yes.  Anything else -> no.
-    """
-    lowered = " ".join(text.lower().split())
-    if _ALWAYS.search(lowered):
-        return True
-    if _COMPOSE.search(lowered) or _NOT_MUSIC_SCORE.search(lowered):
-        return False
-    if _AS_TARGET.search(lowered) or _WHICH_NOTES.search(lowered):
-        return True
-    return bool(_REQUEST.search(lowered) and _TARGET.search(lowered))
+    return _describe(_merge_duplicates(notes), samples, duration_s, config)

@@ -1,6 +1,6 @@
 """An independent re-implementation of the original M2UGen maths, in the original's parameter layout.
 
-Written from the description in REFERENCE.md Part A §1.3-§1.5 (not from our model code): Meta LLaMA
+Written from the description of the original's code (not from our model code): Meta LLaMA
 with interleaved (complex) RoPE, biases on wq/wo/w1/w2/w3, LoRA ``l2(l1(x))`` with no scaling on all
 seven projections, per-layer ``gate`` (1, H, 1, 1) adding ``tanh(gate) * wv(adapter)`` to every
 position's head outputs before ``wo``, the ``mu_mert``/``iu_vit``/``iu_vivit`` bridges,

@@ -1,10 +1,11 @@
-"""Adapter and projector shapes: equal to the released checkpoint's (REFERENCE.md Part A §1.3, §1.5)."""
+"""Adapter and projector shapes: equal to the released checkpoint's (docs/original.md)."""
 
 import pytest
 import torch
 
 from adapters import ModalityAdapter
 from m2ugen.config import M2UGenConfig
+from m2ugen.errors import ConfigError
 from m2ugen.projector import OutputProjector
 
 
@@ -30,7 +31,7 @@ def test_adapter_forward_and_shape_errors():
     torch.nn.init.zeros_(adapter.agg.bias)
     x = torch.randn(2, 5, 8)
     torch.testing.assert_close(adapter(x), adapter(7.0 * x))
-    with pytest.raises(ValueError, match=r"\(B, 5, 8\)"):
+    with pytest.raises(ConfigError, match=r"\(B, 5, 8\)"):
         adapter(torch.randn(2, 6, 8))
 
 

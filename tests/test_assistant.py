@@ -194,8 +194,63 @@ def test_reset_forgets_history_and_music(fresh):
         fresh.chat("Make it slower", task="edit", **FAST)
 
 
-def test_a_trained_model_may_answer_with_music(fresh, monkeypatch):
-    """An "answer" turn whose response holds the [AUD] run (a trained model's choice) makes music."""
+def _deciding_model(prompt: str, makes_music: bool) -> M2UGen:
+    """A tiny model whose config says it emits [AUD] and whose weights make it emit the whole run
+    [AUD0]..[AUD7] after ``prompt`` (greedy), or never emit [AUD0] when ``makes_music`` is False.
+
+    [AUD i] enters the residual stream as a large basis vector e_i, so the final norm turns it into
+    ~8 e_i, and the head row of [AUD i+1] is 100 e_i; the [AUD0] row points along the final state of
+    the prompt's last position.
+    """
+    from m2ugen.prompt import encode_dialogue
+
+    model = M2UGen.from_config(M2UGenConfig.preset("tiny", emits_aud=True))
+    emb, head = model.llm.model.model.embed_tokens, model.llm.model.lm_head
+    eye = torch.eye(emb.weight.shape[1])
+    ids, _ = encode_dialogue(model.tokenizer, prompt)
+    seen = []
+    hook = head.register_forward_hook(lambda module, args, out: seen.append(args[0][0, -1]))
+    with torch.no_grad():
+        model.llm.model(input_ids=torch.tensor([ids]))
+        hook.remove()
+        emb.new_weight.copy_(1000.0 * eye[:8])
+        head.new_weight.zero_()
+        head.new_weight[1:] = 100.0 * eye[:7]
+        if makes_music:
+            head.new_weight[0] = 50.0 * seen[0] / seen[0].norm()
+    return model
+
+
+def test_the_model_decides_to_edit_and_the_decoder_hears_the_source(media):
+    """A model that emits [AUD] itself, with music in the conversation and a request to change it:
+    an edit whose decoder is conditioned on the source audio."""
+    from m2ugen.decoders.tiny import tiny_decoder
+
+    bot = Assistant(_deciding_model("Make it slower", makes_music=True), tiny_decoder("musicgen"))
+    calls = []
+    original = bot.decoder.generate
+    bot.decoder.generate = lambda *a, **k: calls.append(k) or original(*a, **k)
+    reply = bot.chat("Make it slower", audio=media["song"], temperature=0.0, max_new_tokens=8, seconds=0.3)
+    assert reply.task == "edit" and reply.audio is not None
+    (kwargs,) = calls
+    source = kwargs["source_audio"]
+    assert isinstance(source, Audio) and source.sample_rate == 32000  # the file's own rate
+    from m2ugen.media import load_audio
+    np.testing.assert_allclose(source.samples, load_audio(media["song"], 32000), atol=1e-6)
+
+
+def test_a_deciding_model_that_answers_in_words_makes_no_music(media):
+    """The rules would call "Compose a song" music; a model that decides and answers in words wins."""
+    from m2ugen.decoders.tiny import tiny_decoder
+
+    bot = Assistant(_deciding_model("Compose a song", makes_music=False), tiny_decoder("musicgen"))
+    bot.decoder.generate = lambda *a, **k: pytest.fail("the decoder ran for a text answer")
+    reply = bot.chat("Compose a song", temperature=0.0, max_new_tokens=8)
+    assert reply.task == "answer" and reply.audio is None
+
+
+def test_rule_routed_models_ignore_a_stray_aud_run(fresh, monkeypatch):
+    """For models that cannot decide (the random demo), the rules are final: an "answer" stays text."""
     original = fresh.model.generate
 
     def with_music(*args, **kwargs):
@@ -203,7 +258,7 @@ def test_a_trained_model_may_answer_with_music(fresh, monkeypatch):
 
     monkeypatch.setattr(fresh.model, "generate", with_music)
     reply = fresh.chat("Hello there", seconds=0.3, **FAST)
-    assert reply.task == "generate" and reply.audio is not None
+    assert reply.task == "answer" and reply.audio is None
 
 
 # --- batched generation and caption mode ----------------------------------------------------------
@@ -245,7 +300,7 @@ def test_caption_mode_prompts_the_decoder_with_the_llm_text(media):
     (dict(text="hi", seconds=1e6), ConfigError, "seconds"),
     (dict(text="hi", temperature=-1), ConfigError, "temperature"),
     (dict(text="hi", audio=np.zeros(100, np.float32)), MediaError, "bare array"),
-    (dict(text="hi", video=np.zeros((1, 8, 8, 3), np.uint8)), MediaError, "1 frame"),
+    (dict(text="hi", video=np.zeros((0, 8, 8, 3), np.uint8)), MediaError, "0 frame"),
     (dict(text="hi", audio="/nonexistent/song.wav"), MediaError, "not found"),
     (dict(text="write it down", task="transcribe"), MediaError, "nothing to transcribe"),
     (dict(text="hi", seed=2**64), ConfigError, "seed must be between 0 and"),

@@ -13,11 +13,13 @@ from transformers import (EncodecConfig, HubertConfig, HubertModel, LlamaForCaus
                           MusicgenDecoderConfig, MusicgenForConditionalGeneration, T5Config, ViTConfig, ViTModel,
                           VivitConfig, VivitModel)
 
-from m2ugen.checkpoints import export_merged, gate_report, load_pretrained, load_torch_file, save_pretrained
+from m2ugen.checkpoints import load_torch_file, read_weights, save_pretrained, write_weights
 from m2ugen.config import TINY_TOKENIZER_DIR, M2UGenConfig
 from m2ugen.convert.llama import convert_meta_llama, permute_rows
+from m2ugen.convert.merged import export_merged
 from m2ugen.convert.released import convert_released
 from m2ugen.errors import CheckpointError
+from m2ugen.llm import gate_report
 from m2ugen.model import M2UGen
 from m2ugen.prompt import encode_dialogue
 from original_reference import OriginalM2UGen, randomize
@@ -60,7 +62,7 @@ def test_round_trip_identical_logits_and_generations(trained_tiny, tmp_path):
     out = save_pretrained(model, tmp_path / "ckpt")
     saved = json.loads((out / "config.json").read_text())
     assert saved["tokenizer_path"] == "."
-    loaded = load_pretrained(out).eval()
+    loaded = M2UGen.from_pretrained(out).eval()
     feats = _features(model, 2)
     with torch.no_grad():
         a = model(_batch(model, feats)).logits
@@ -81,15 +83,26 @@ def test_round_trip_identical_logits_and_generations(trained_tiny, tmp_path):
 
 
 def test_load_rejects_missing_and_unexpected_keys(trained_tiny, tmp_path):
-    from safetensors.torch import load_file, save_file
-
     out = save_pretrained(trained_tiny, tmp_path / "ckpt")
-    tensors = load_file(out / "model.safetensors")
+    tensors = read_weights(out / "model.safetensors")
     tensors.pop("llm.injection.gate")
     tensors["surprise.weight"] = torch.zeros(2)
-    save_file(tensors, out / "model.safetensors")
+    write_weights(tensors, out / "model.safetensors")
     with pytest.raises(CheckpointError, match=r"1 missing keys: llm\.injection\.gate.*1 unexpected keys: surprise"):
-        load_pretrained(out)
+        M2UGen.from_pretrained(out)
+
+
+def test_load_checks_the_format_version(trained_tiny, tmp_path):
+    from safetensors.torch import save_file
+
+    out = save_pretrained(trained_tiny, tmp_path / "ckpt")
+    tensors = read_weights(out / "model.safetensors")
+    save_file(tensors, out / "model.safetensors", metadata={"m2ugen_format": "0"})
+    with pytest.raises(CheckpointError, match="format version 0; this m2ugen reads version 1"):
+        M2UGen.from_pretrained(out)
+    save_file(tensors, out / "model.safetensors")
+    with pytest.raises(CheckpointError, match="no m2ugen format version"):
+        M2UGen.from_pretrained(out)
 
 
 def test_merged_export_matches_text_only_model(trained_tiny, tmp_path):
@@ -164,7 +177,7 @@ def released(tiny_config, tmp_path_factory):
 
 def test_released_conversion_matches_original_maths(released):
     ref, out, report = released
-    model = load_pretrained(out).eval()
+    model = M2UGen.from_pretrained(out).eval()
     assert model.config.lora_alpha == model.config.lora_rank
     tok = model.tokenizer
     ids, _ = encode_dialogue(tok, "what is in the clip",

@@ -225,10 +225,6 @@ def _zero_frame_video(tmp):
     return write_video(tmp / "zero.mp4", num_frames=0)
 
 
-def _one_frame_video(tmp):
-    return write_video(tmp / "one.mp4", num_frames=1)
-
-
 def _caption(path, tmp):
     return ["caption", "--demo", str(path)]
 
@@ -260,7 +256,6 @@ BAD_INPUTS = [
     (_over_limit, _chat, "longer than the limit"),
     (_tiny_image, _image, "too small"),
     (_zero_frame_video, _video, "0 frames"),
-    (_one_frame_video, _video, "1 frame"),
     (_missing, _image, "not found"),
 ]
 

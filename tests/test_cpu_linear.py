@@ -63,3 +63,23 @@ def test_blocked_linear_module_shares_parameters_and_gradients(threads):
     linear.weight.grad = None
     linear(x).square().sum().backward()
     torch.testing.assert_close(expected_grad, linear.weight.grad)
+
+
+def test_blocked_wins_follows_the_measurement_once_per_shape(threads, monkeypatch):
+    threads(2)
+    timings = iter([[1.0, 0.5], [1.0, 0.95]])  # (F.linear, blocked) seconds of two measurements
+    calls = []
+    monkeypatch.setattr(cpu_linear, "_MEASURED", {})
+    monkeypatch.setattr(cpu_linear, "_best_seconds", lambda fns: calls.append(len(fns)) or next(timings))
+    assert cpu_linear.blocked_wins(torch.randn(8, 16))  # twice as fast: chosen
+    assert cpu_linear.blocked_wins(torch.randn(8, 16)) and calls == [2]  # the same shape is not timed again
+    assert not cpu_linear.blocked_wins(torch.randn(8, 32))  # 5% faster is within the margin: stock layer
+    threads(1)
+    assert not cpu_linear.blocked_wins(torch.randn(8, 16)) and calls == [2, 2]  # one thread: never blocked
+
+
+def test_use_blocked_linears_where_measured(threads):
+    threads(2)
+    model = nn.Sequential(nn.Linear(16, 8), nn.Linear(8, 4))
+    cpu_linear.use_blocked_linears(model, where=lambda w: w.shape[0] == 8)
+    assert [type(m) for m in model] == [BlockedLinear, nn.Linear]

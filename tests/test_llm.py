@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
+from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList, \
+    SuppressTokensLogitsProcessor
 
 from m2ugen.config import M2UGenConfig
 from m2ugen import cpu_linear
@@ -216,6 +217,7 @@ def two_threads():
 @torch.no_grad()
 def test_inference_optimization_keeps_outputs_and_injection(tiny_model, two_threads, monkeypatch):
     monkeypatch.setattr(cpu_linear, "MIN_BLOCKED_ELEMENTS", 0)  # the tiny weights take the blocked path too
+    monkeypatch.setattr("m2ugen.llm.blocked_wins", lambda weight: True)  # as if measured faster here
     model = tiny_model.eval()
     for name, p in model.llm.model.named_parameters():
         if "lora_B" in name:
@@ -228,6 +230,63 @@ def test_inference_optimization_keeps_outputs_and_injection(tiny_model, two_thre
     model.llm.optimize_for_inference()
     assert not any("lora_" in n for n, _ in model.llm.model.named_parameters())
     linears = [m for m in model.llm.layers.modules() if isinstance(m, nn.Linear)]
-    assert linears and all(type(m) is BlockedLinear for m in linears) and model.llm.model.lm_head.blocked
+    assert linears and all(type(m) is BlockedLinear for m in linears)
+    assert type(model.llm.model.lm_head.base) is BlockedLinear
     torch.testing.assert_close(logits_of(model, ids, feats), before, atol=1e-5, rtol=1e-4)
     assert model.generate([ids], features=feats, max_new_tokens=6)[0].token_ids == generated
+
+
+def left_padded(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        ids[b, width - len(p):], mask[b, width - len(p):] = torch.tensor(p), 1
+    return ids, mask
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("optimized", [False, True], ids=["training-layout", "inference-optimized"])
+def test_fast_decoding_gives_the_tokens_of_transformers_generate(tiny_model, optimized):
+    """m2ugen.decoding against the previous path (transformers' generate + injection hooks): greedy,
+    a batch of three prompt lengths, every modality injected, open gates, a trained-looking LoRA."""
+    model = tiny_model.eval()
+    for name, p in model.llm.model.named_parameters():
+        if "lora_B" in name:
+            p.normal_(0, 0.05)
+    model.llm.injection.gate.fill_(0.4)
+    if optimized:
+        model.llm.optimize_for_inference()
+    tok = model.tokenizer
+    prompts = [encode_dialogue(tok, text)[0] for text in ("a", "write a slow sad song for this picture", "tempo?")]
+    assert len({len(p) for p in prompts}) == 3
+    feats = media_features(model, batch_size=3)
+    ids, mask = left_padded(prompts, tok.pad_token_id)
+    vectors = model.llm.injection_vectors(model.adapter_tokens(feats), 3)
+    eos = tok.eos_token_id
+    for processor in (None, LogitsProcessorList([SuppressTokensLogitsProcessor([eos])])):  # EOS, then 40 tokens
+        options = dict(max_new_tokens=40, eos_token_id=eos, pad_token_id=tok.pad_token_id, logits_processor=processor)
+        model.llm.injection.set_vectors(vectors)
+        try:
+            reference = model.llm.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, **options)
+        finally:
+            model.llm.injection.set_vectors(None)
+        fast = model.llm.decode(ids, mask, vectors, **options)
+        assert fast.tokens.tolist() == reference[:, ids.shape[1]:].tolist()
+    assert fast.tokens.shape == (3, 40) and fast.states.shape == (3, 40, model.llm.model.config.hidden_size)
+    # Each step's state is the last layer's output at the position that predicted that token.
+    full = torch.cat([ids, fast.tokens], 1)
+    _, hidden = model.llm(full, torch.cat([mask, torch.ones_like(fast.tokens)], 1), vectors)
+    torch.testing.assert_close(fast.states, hidden[:, ids.shape[1] - 1:-1], atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_sampling_is_reproducible_and_follows_top_p(tiny_model):
+    model = tiny_model.eval()
+    prompt = encode_dialogue(model.tokenizer, "play something")[0]
+    runs = [model.generate([prompt], max_new_tokens=16, temperature=1.0, top_p=0.9, seed=s)[0].token_ids
+            for s in (3, 3, 4)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    # top_p that keeps only the most likely token is greedy decoding.
+    assert model.generate([prompt], max_new_tokens=16, temperature=1.0, top_p=1e-6, seed=5)[0].token_ids == \
+        model.generate([prompt], max_new_tokens=16)[0].token_ids

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from m2ugen.routing import is_question, route
+from m2ugen.routing import is_question, model_task, route
 
 AUD, IMG, VID = "audio", "image", "video"
 
@@ -42,9 +42,55 @@ AUD, IMG, VID = "audio", "image", "video"
     ("Describe this music in detail.", {AUD}, "answer"),
     ("Who was Mozart?", set(), "answer"),
     ("hello", set(), "answer"),
+    # phrasings tried as a user would, with music in the conversation
+    ("Instead, tell me about Mozart", {AUD}, "answer"),
+    ("I want to change the subject: who was Bach?", {AUD}, "answer"),
+    ("Add this to my playlist", {AUD}, "answer"),
+    ("Don't change anything, just tell me the key", {AUD}, "answer"),
+    ("Do not modify it. What tempo is it?", {AUD}, "answer"),
+    ("Thanks, that's lovely", {AUD}, "answer"),
+    ("Play something relaxing", {AUD}, "generate"),
+    ("Give me some lo-fi hip hop", {AUD}, "generate"),
+    ("Surprise me with a new track", {AUD}, "generate"),
+    ("I'd like to hear some bossa nova", {AUD}, "generate"),
+    ("Could you give it a jazz feel?", {AUD}, "edit"),
+    ("Use a piano instead", {AUD}, "edit"),
+    ("Can you make it a bit louder?", {AUD}, "edit"),
+    ("Now make it slower, with strings", {AUD}, "edit"),
+    ("Play it without the drums", {AUD}, "edit"),
+    ("Transpose it up a fourth", {AUD}, "edit"),
+    ("What notes are played in the intro?", {AUD}, "transcribe"),
+    ("Convert this to MIDI", {AUD}, "transcribe"),
+    ("Write a song in ABC", set(), "generate"),
+    ("What was the score of the game?", {AUD}, "answer"),
+    # with an image or a video attached
+    ("Hello", {IMG}, "answer"),
+    ("Write a poem about this", {IMG}, "answer"),
+    ("Give this photo a caption", {IMG}, "answer"),
+    ("Something dreamy for this picture", {IMG}, "generate"),
+    ("Tell me what happens in this clip", {VID}, "answer"),
+    ("A soundtrack please", {VID}, "generate"),
 ])
 def test_route(text, inputs, task):
     assert route(text, has_audio=AUD in inputs, has_image=IMG in inputs, has_video=VID in inputs) == task
+
+
+def test_the_routing_table_has_at_least_40_phrasings():
+    (mark,) = [m for m in test_route.pytestmark if m.name == "parametrize"]
+    assert len(mark.args[1]) >= 40
+
+
+@pytest.mark.parametrize("text, made_music, has_audio, task", [
+    ("Make it slower", True, True, "edit"),  # the model made music and the turn asks to change "it"
+    ("Make it slower", False, True, "answer"),  # the model chose to answer in words
+    ("Make it slower", True, False, "generate"),  # nothing to edit
+    ("Play something relaxing", True, True, "generate"),  # a new piece, although music is at hand
+    ("Instead, tell me about Mozart", True, True, "generate"),  # not a change request: new music
+    ("Compose a faster song", True, True, "generate"),
+    ("Who was Bach?", False, True, "answer"),
+])
+def test_model_task(text, made_music, has_audio, task):
+    assert model_task(text, made_music=made_music, has_audio=has_audio) == task
 
 
 def test_carried_over_audio_does_not_block_image_to_music():
@@ -56,6 +102,7 @@ def test_carried_over_audio_does_not_block_image_to_music():
 @pytest.mark.parametrize("text, expected", [
     ("What is this?", True), ("  describe the song", True), ("Is it loud", True),
     ("Can you make it louder?", False), ("Please make it louder", False), ("Whatever you like", False),
+    ("I want to change the subject: who was Bach?", True), ("Instead, tell me about Mozart", True),
 ])
 def test_is_question(text, expected):
     assert is_question(text) is expected

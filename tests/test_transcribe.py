@@ -16,7 +16,8 @@ from m2ugen.cli import main
 from m2ugen.errors import ConfigError, MediaError
 from m2ugen.metrics.transcription import note_scores
 from m2ugen.notation.abc import quantize_notes
-from m2ugen.transcribe import TranscribeConfig, Transcription, is_transcription_request, transcribe
+from m2ugen.routing import is_transcription_request
+from m2ugen.transcribe import TranscribeConfig, Transcription, transcribe
 from transcription_utils import chords, melody, needs_abc2midi, needs_fluidsynth, note_tuples, render
 
 
@@ -78,8 +79,10 @@ def test_abc_parses_back_into_the_same_notes_as_the_midi(tmp_path: Path, piano_m
     midi_path = result.save_midi(tmp_path / "melody.mid")
     abc_path = result.save_abc(tmp_path / "melody.abc")
     subprocess.run(["abc2midi", str(abc_path), "-o", str(tmp_path / "from_abc.mid")], check=True, capture_output=True)
-    grid_s = 60.0 / round(result.tempo_bpm) / 4  # L:1/16 at Q:1/4=tempo
-    expected = quantize_notes(pretty_midi.PrettyMIDI(str(midi_path)).instruments[0].notes, grid_s=grid_s)
+    grid_s = 60.0 / round(result.tempo_bpm) * 4 / result.unit  # L:1/unit at Q:1/4=tempo
+    shift = result.downbeat_s  # the ABC's first bar line
+    expected = quantize_notes([pretty_midi.Note(n.velocity, n.pitch, max(0.0, n.start - shift), max(0.0, n.end - shift))
+                               for n in pretty_midi.PrettyMIDI(str(midi_path)).instruments[0].notes], grid_s=grid_s)
     parsed = [n for inst in pretty_midi.PrettyMIDI(str(tmp_path / "from_abc.mid")).instruments for n in inst.notes]
     assert sorted((n.pitch, round(n.start / grid_s), round(n.end / grid_s)) for n in parsed) == sorted(
         (n.pitch, n.onset, n.offset) for n in expected)
@@ -98,7 +101,9 @@ def test_outputs_midi_abc_and_piano_roll(tmp_path: Path, piano_melody: Piece) ->
     assert round(float(written.get_tempo_changes()[1][0])) == round(result.tempo_bpm)
     with pytest.raises(ConfigError, match="already exists"):
         result.save_midi(path)
-    for field in ("X:1", "M:4/4", "L:1/16", f"Q:1/4={round(result.tempo_bpm)}", "K:", 'V:1 name="Acoustic Grand Piano"'):
+    name = pretty_midi.program_to_instrument_name(result.programs[0])
+    for field in ("X:1", f"M:{result.meter}", f"L:1/{result.unit}", f"Q:1/4={round(result.tempo_bpm)}", "K:",
+                  f'V:1 name="{name}"', f"%%MIDI program {result.programs[0]}"):
         assert field in result.abc
     png = result.plot(tmp_path / "roll.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -206,6 +211,22 @@ def test_cli_writes_midi_abc_and_plot(tmp_path: Path, piano_melody: Piece, capsy
     assert main(argv) == 2  # outputs exist and --overwrite was not given
     assert "already exists" in capsys.readouterr().err
     assert main(["transcribe", str(tmp_path / "missing.wav")]) == 2
+
+
+@needs_fluidsynth
+def test_cli_mono_meter_tempo_and_program_override_the_estimates(tmp_path: Path, piano_melody: Piece, capsys) -> None:
+    argv = ["transcribe", str(piano_melody.wav), "-o", str(tmp_path / "m.mid"), "--no-progress",
+            "--mono", "--meter", "6/8", "--tempo", "150", "--program", "40"]
+    assert main(argv) == 0
+    abc = capsys.readouterr().out
+    assert "M:6/8" in abc and "Q:1/4=150" in abc and "L:1/8" in abc and "%%MIDI program 40" in abc
+    assert abc.count("V:") == 1  # one line, one voice
+    written = pretty_midi.PrettyMIDI(str(tmp_path / "m.mid"))
+    assert [inst.program for inst in written.instruments] == [40]
+    starts = sorted(n.start for n in written.instruments[0].notes)
+    assert all(b - a >= 0.05 for a, b in zip(starts, starts[1:]))
+    assert main(["transcribe", str(piano_melody.wav), "--meter", "waltz"]) == 2
+    assert "meter 'waltz'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, reason", [

@@ -12,7 +12,8 @@ import pytest
 
 from m2ugen.metrics.transcription import (
     abc_score, instrument_similarity, levenshtein, meter_similarity, note_scores, tempo_similarity)
-from m2ugen.notation.abc import AbcConfig, AbcVoice, QuantizedNote, quantize_notes, read_abc, write_abc
+from m2ugen.notation.abc import AbcConfig, QuantizedNote, quantize_notes, write_abc
+from m2ugen.notation.score import AbcVoice, read_abc
 from transcription_utils import needs_abc2midi
 
 TUNE = """X:1
@@ -40,7 +41,8 @@ def test_read_abc_applies_key_accidentals_ties_and_chords() -> None:
     assert cello.pitches == (50, 45) and cello.program == 42
 
 
-@pytest.mark.parametrize(("field", "bpm"), [("Q:1/4=120", 120), ("Q:3/8=40", 60), ('Q:"Allegro" 1/2=60', 120), ("Q:100", 50)])
+@pytest.mark.parametrize(("field", "bpm"), [("Q:1/4=120", 120), ("Q:3/8=40", 60), ('Q:"Allegro" 1/2=60', 120), ("Q:100", 50),
+                                          ("Q: 1/4 = 144", 144), ("Q:1/8 3/8=60", 120)])
 def test_tempo_forms(field: str, bpm: float) -> None:
     assert read_abc(f"X:1\nM:6/8\nL:1/8\n{field}\nK:C\nC|\n").tempo_bpm == pytest.approx(bpm)
 

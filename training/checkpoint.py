@@ -28,16 +28,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from m2ugen.checkpoints import load_torch_file
+from m2ugen.checkpoints import WEIGHTS_NAME, load_torch_file, read_weights, write_weights
 from m2ugen.errors import CheckpointError
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
 TRAINED_FILE = "trained.safetensors"
-FINAL_WEIGHTS = "model.safetensors"
+FINAL_WEIGHTS = WEIGHTS_NAME
 
 
 @dataclass
@@ -104,7 +102,7 @@ def write_rank_state(tmp: Path, rank: int, optimizer_state: dict, rng: dict[str,
 
 
 def write_main_state(tmp: Path, tensors: dict[str, torch.Tensor], scheduler_state: dict, state: TrainingState) -> None:
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / TRAINED_FILE)
+    write_weights(tensors, tmp / TRAINED_FILE)
     torch.save(scheduler_state, tmp / "scheduler.pt")
     (tmp / "state.json").write_text(json.dumps(state.__dict__, indent=1) + "\n")
 
@@ -146,11 +144,7 @@ def load_tensors(model: nn.Module, file: Path) -> list[str]:
     Raises:
         CheckpointError: the file is missing or corrupt, or names/shapes do not match the model.
     """
-    file = Path(file)
-    try:
-        tensors = load_file(file)
-    except (OSError, SafetensorError) as err:
-        raise CheckpointError(f"{file}: cannot read trained tensors ({err})") from None
+    tensors = read_weights(file)
     params = dict(model.named_parameters())
     unknown = sorted(set(tensors) - set(params))
     wrong = sorted(n for n in tensors if n in params and tuple(tensors[n].shape) != tuple(params[n].shape))
@@ -171,7 +165,7 @@ def save_final(output_dir: Path, tensors: dict[str, torch.Tensor], model_config:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / FINAL_WEIGHTS)
+    write_weights(tensors, tmp / FINAL_WEIGHTS)
     (tmp / "config.json").write_text(json.dumps(model_config, indent=2, sort_keys=True) + "\n")
     (tmp / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     _fsync_dir(tmp)

@@ -150,16 +150,32 @@ class TrainConfig:
         return float(ce), float(mse)
 
     def model_config(self) -> M2UGenConfig:
-        """The network's config: preset or JSON file, then ``model_overrides``."""
-        path = Path(self.model)
-        base = M2UGenConfig.load(path) if path.suffix == ".json" or path.is_file() else M2UGenConfig.preset(self.model)
-        unknown = sorted(set(self.model_overrides) - set(base.to_dict()))
-        if unknown:
-            raise ConfigError(f"training config: model_overrides has unknown keys {unknown}")
-        return dataclasses.replace(base, **self.model_overrides)
+        return model_config(self.model, self.model_overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Fields that may differ on --resume without changing what is trained (bookkeeping and speed only).
+RESUME_FREE: frozenset[str] = frozenset({"output_dir", "progress", "log_every", "save_every", "keep_checkpoints",
+                                         "eval_every", "num_threads", "feature_cache_dir", "feature_memory_mb"})
+
+
+def changed_settings(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``"name: saved -> now"`` for each training setting that differs (JSON values; bookkeeping ignored)."""
+    saved, now = json.loads(json.dumps(saved)), json.loads(json.dumps(now))
+    return [f"{k}: {json.dumps(saved.get(k))} -> {json.dumps(now.get(k))}" for k in sorted(set(saved) | set(now))
+            if k not in RESUME_FREE and saved.get(k) != now.get(k)]
+
+
+def model_config(model: str, overrides: dict[str, Any]) -> M2UGenConfig:
+    """The network's config: preset name or JSON file ``model``, then ``overrides`` of its fields."""
+    path = Path(model)
+    base = M2UGenConfig.load(path) if path.suffix == ".json" or path.is_file() else M2UGenConfig.preset(model)
+    unknown = sorted(set(overrides) - set(base.to_dict()))
+    if unknown:
+        raise ConfigError(f"training config: model_overrides has unknown keys {unknown}")
+    return dataclasses.replace(base, **overrides)
 
 
 def _data_source(obj: Any, name: str = "data") -> DataSource:
@@ -257,22 +273,27 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{name: _check(name, value, hints[name]) for name, value in data.items()})
 
 
+def read_config_file(path: str | Path | None) -> dict[str, Any]:
+    """The mapping of a JSON/YAML config file (empty for ``None``), or a ConfigError naming the file."""
+    if path is None:
+        return {}
+    path = Path(path)
+    try:
+        loaded = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: training config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the training config ({err})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML/JSON ({str(err).splitlines()[0]})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a training config must be a mapping, got {type(loaded).__name__}")
+    return dict(loaded or {})
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None, stage: str | None = None) -> TrainConfig:
     """Read a JSON/YAML file (or start from defaults), set ``stage``, apply ``key=value`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: training config file not found") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: cannot read the training config ({err})") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML/JSON ({str(err).splitlines()[0]})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a training config must be a mapping, got {type(loaded).__name__}")
-        data = dict(loaded or {})
+    data = read_config_file(path)
     if stage is not None:
         if data.get("stage", stage) != stage:
             raise ConfigError(f"{path}: the file is for {data['stage']}, but {stage} was asked for")

@@ -6,7 +6,7 @@ schema check (``validate_record``), with media paths made absolute. Released ite
 become a record (e.g. a ``None`` response, which the original skipped silently) are returned as
 :class:`Problem` entries, so the caller counts and reports them.
 
-Released layouts (REFERENCE.md Part A §4), media folders relative to the JSON's folder by default:
+Released layouts of the original data sets, media folders relative to the JSON's folder by default:
 
 ==================  ======================================================  ===================
 format              schema                                                  default media root

@@ -13,17 +13,14 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from m2ugen.errors import DataError, MediaError
-from m2ugen.media import load_audio, load_image, load_video
 from m2ugen.model import M2UGen
 
 
@@ -128,16 +125,8 @@ class Featurizer:
         self.memory.put(stamp, value)
         return value
 
-    @torch.no_grad()
     def _encode(self, modality: str, path: str) -> torch.Tensor:
-        cfg = self.model.config
-        if modality == "audio":
-            wav = load_audio(path, cfg.audio_sample_rate, max_seconds=cfg.max_audio_seconds)
-            return self.model.encode_audio([wav])[0]
-        if modality == "image":
-            return self.model.encode_images([Image.fromarray(load_image(path))])[0]
-        clip = load_video(path, num_frames=cfg.num_video_frames)
-        return self.model.encode_videos([np.asarray(clip)])[0]
+        return self.model.encode_media(modality, [path])[0]  # the Assistant's path from media to features
 
     @torch.no_grad()
     def _decoder_target(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +137,3 @@ class Featurizer:
             raise DataError(f"the decoder's conditioning has shape {tuple(states.shape)} but the projector "
                             f"produces {shape}; set projector.num_queries/out_dim to match the decoder")
         return states, mask
-
-    def batch_features(self, items: Sequence[tuple[str, str] | None]) -> list[torch.Tensor | None]:
-        """Features for (modality, path) items (None passes through); raises on the first unreadable one."""
-        return [None if item is None else self.features(*item) for item in items]

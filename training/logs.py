@@ -59,8 +59,9 @@ class TensorBoard:
             self.writer.close()
 
 
-def plot_losses(train_rows: list[dict[str, str]], eval_rows: list[dict[str, str]], path: Path, title: str) -> None:
-    """Loss curves (total, CE, MSE per step; evaluation as markers) into a PNG."""
+def plot_losses(train_rows: list[dict[str, str]], eval_rows: list[dict[str, str]], path: Path, title: str,
+                train_keys: Sequence[str] = ("loss", "ce", "mse"), eval_keys: Sequence[str] = ("ce", "mse")) -> None:
+    """Loss curves (``train_keys`` per step, lines; ``eval_keys`` of the evaluations, markers) into a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,14 +69,14 @@ def plot_losses(train_rows: list[dict[str, str]], eval_rows: list[dict[str, str]
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     steps = [int(r["step"]) for r in train_rows]
-    for key, style in (("loss", "-"), ("ce", "--"), ("mse", ":")):
+    for i, key in enumerate(train_keys):
         values = [float(r[key]) for r in train_rows]
         if any(values):
-            ax.plot(steps, values, style, label=f"train {key}")
-    for key, marker in (("ce", "o"), ("mse", "s")):
+            ax.plot(steps, values, ("-", "--", ":", "-.")[min(i, 3)], label=f"train {key}")
+    for i, key in enumerate(eval_keys):
         values = [float(r[key]) for r in eval_rows]
         if any(values):
-            ax.plot([int(r["step"]) for r in eval_rows], values, marker, label=f"val {key}")
+            ax.plot([int(r["step"]) for r in eval_rows], values, "osD^v<>"[i % 7], label=f"val {key}")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")

@@ -14,8 +14,10 @@ Samples whose media cannot be read (or whose dialogue does not fit the context) 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,9 +31,10 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
 from m2ugen.errors import ConfigError, DataError, M2UGenError
+from m2ugen.files import check_folder
 from m2ugen.model import M2UGen
 from training import checkpoint as ckpt
-from training.config import TrainConfig
+from training.config import TrainConfig, changed_settings
 from training.data import Example, Problem, TextDataset, collate, read_sources
 from training.features import Featurizer
 from training.logs import (EVAL_COLUMNS, TRAIN_COLUMNS, CsvLog, TensorBoard, append_jsonl, drop_jsonl_after,
@@ -167,33 +170,63 @@ def evaluate(model: torch.nn.Module, batches: Batches, batch_size: int, ce_weigh
             "problems": totals["problems"]}
 
 
-def run_stage(cfg: TrainConfig, resume: bool = False) -> RunResult:
+def run_stage(cfg: TrainConfig, resume: bool = False, override_resume_settings: bool = False) -> RunResult:
     """Train one stage as configured; returns where the final tensors are.
 
+    ``resume`` continues the newest checkpoint with the run's saved settings: one that differs (or a
+    different number of processes) is refused unless ``override_resume_settings``.
+
     Raises:
-        ConfigError: ``output_dir`` already holds a run and ``resume`` is False, or ``resume`` finds none.
+        ConfigError: ``output_dir`` already holds a run and ``resume`` is False, or ``resume`` finds none,
+            or resumes with changed settings; ``output_dir`` or ``feature_cache_dir`` cannot be written.
         DataError / CheckpointError: bad data beyond ``max_bad_fraction``, or unusable checkpoints.
     """
     threads = torch.get_num_threads()
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     try:
-        return _run_stage(cfg, resume)
+        return _run_stage(cfg, resume, override_resume_settings)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_stage(cfg: TrainConfig, resume: bool) -> RunResult:
-    out = Path(cfg.output_dir)
+def check_run_folder(out: Path, settings: dict[str, Any], resume: bool, override: bool) -> Path | None:
+    """The checkpoint to resume from (None: a new run). Refuses to start over an existing run without
+    ``resume``, to resume nothing, or to resume with ``settings`` that differ from the run's saved
+    ``train_config.json`` (unless ``override``)."""
     existing = ckpt.checkpoint_dirs(out)
     if not resume and (existing or (out / "final").exists()):
         raise ConfigError(f"{out} already holds a training run; pass --resume to continue it or choose another "
                           "output_dir")
     if resume and not existing:
         raise ConfigError(f"--resume: {out} has no checkpoint to resume from")
+    saved_config = out / "train_config.json"
+    if resume and not override and saved_config.is_file():
+        changed = changed_settings(json.loads(saved_config.read_text()), settings)
+        if changed:
+            raise ConfigError(f"--resume: settings differ from the run's saved ones in {saved_config} ("
+                              + "; ".join(changed) + "); use them, or pass --override-resume-settings")
+    return existing[-1] if resume else None
 
+
+def _run_stage(cfg: TrainConfig, resume: bool, override: bool) -> RunResult:
+    out = check_folder(cfg.output_dir, "output_dir=")
+    if cfg.feature_cache_dir is not None:
+        check_folder(cfg.feature_cache_dir, "feature_cache_dir=")
+    resume_dir = check_run_folder(out, cfg.to_dict(), resume, override)
+
+    # Several processes on a machine without an accelerator device (torchrun, accelerate launch --multi_gpu):
+    # a gloo group on CPU. Without cpu=True accelerate would give each process a run of its own.
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") and not torch.accelerator.is_available():
+        raise ConfigError("FSDP needs GPUs (accelerate's FSDP plugin refuses to start on CPU); on CPU use "
+                          "several processes without FSDP (see docs/training.md)")
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision),
+                              cpu=launched > 1 and not torch.accelerator.is_available(),
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    if accelerator.num_processes != launched:
+        raise ConfigError(f"launched as {launched} processes, but accelerate formed a group of "
+                          f"{accelerator.num_processes}; see docs/training.md for multi-process recipes")
     is_main = accelerator.is_main_process
     ce_weight, mse_weight = cfg.loss_weights
 
@@ -231,7 +264,6 @@ def _run_stage(cfg: TrainConfig, resume: bool) -> RunResult:
     scheduler = LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup_steps, cfg.min_lr / cfg.lr)
                          if cfg.lr > 0 else 0.0)
     start_step, position, problems_count, seen = 0, 0, 0, 0
-    resume_dir = existing[-1] if resume else None
     if resume_dir is not None:
         state = ckpt.read_state(resume_dir)
         if state.names != names:
@@ -245,8 +277,12 @@ def _run_stage(cfg: TrainConfig, resume: bool) -> RunResult:
         accelerator.state.fsdp_plugin.ignored_modules = list(model.encoders.values())
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     if resume_dir is not None:
-        if sharded and ckpt.read_state(resume_dir).world_size != accelerator.num_processes:
-            raise ConfigError(f"{resume_dir}: sharded optimizer state needs the same number of processes")
+        saved_world = ckpt.read_state(resume_dir).world_size
+        if saved_world != accelerator.num_processes and (sharded or not override):
+            why = "sharded optimizer state needs" if sharded else "the data order and global batch follow"
+            raise ConfigError(f"--resume: {resume_dir} ran on {saved_world} process(es), this run has "
+                              f"{accelerator.num_processes}; {why} the same number"
+                              + ("" if sharded else " (or pass --override-resume-settings)"))
         opt_state, rng = ckpt.read_rank_state(resume_dir, accelerator.process_index, sharded)
         optimizer.load_state_dict(opt_state)
         scheduler.load_state_dict(ckpt.read_scheduler(resume_dir))
@@ -362,7 +398,9 @@ def _run_stage(cfg: TrainConfig, resume: bool) -> RunResult:
     final_dir = out / "final"
     if is_main:
         keep = sorted(set(carried) | set(names))
-        ckpt.save_final(out, {n: full[n] for n in keep}, model_cfg.to_dict(),
+        # A stage with music targets taught the LLM to end music replies with [AUD]: the model then decides tasks.
+        final_cfg = dataclasses.replace(model_cfg, emits_aud=model_cfg.emits_aud or cfg.loss_weights[1] > 0)
+        ckpt.save_final(out, {n: full[n] for n in keep}, final_cfg.to_dict(),
                         {"config": cfg.to_dict(), "steps": total_steps, "samples": seen * accelerator.num_processes,
                          "problems": problems_count})
         plot_losses(train_log.rows(), eval_log.rows(), out / "loss.png", f"{cfg.stage} ({model_cfg.name})")

@@ -16,7 +16,7 @@ from m2ugen.llm import M2UGenLLM
 from m2ugen.model import M2UGen
 from training.stages import STAGES, named_groups
 
-# Published architecture configs (config.json of each checkpoint; REFERENCE.md Part A §1.2, §1.4).
+# Published architecture configs (config.json of each published checkpoint).
 LLAMA2_7B = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                  num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096, rms_norm_eps=1e-5,
                  rope_theta=10000.0, bos_token_id=1, eos_token_id=2)

@@ -1,8 +1,8 @@
-"""The three training stages as data: what trains, which losses, which data (DESIGN.md §4).
+"""The three training stages as data: what trains, which losses, which data.
 
 The trainable sets are parameter-group kinds of :meth:`m2ugen.model.M2UGen.parameter_groups`
 (adapters, projector, gate, prefix_query, bias, norm, lora, new_tokens). Unlike the original, the
-gates train (REFERENCE.md Part A §1.4) and only the 8 new token rows of the embedding train, never the
+gates train (docs/original.md) and only the 8 new token rows of the embedding train, never the
 whole vocabulary. The same names decide what ``requires_grad``, what the optimizer sees and what a
 checkpoint stores.
 """
@@ -43,6 +43,13 @@ STAGES: dict[str, StageSpec] = {
         trainable=("adapters", "projector", "gate", "lora"),
         ce_weight=1.0, mse_weight=1.0, tasks=("qa", "text", "generate", "edit"),
         summary="instruction tuning: MusicQA, Alpaca, MUImage, MUVideo, MUEdit"),
+}
+
+# Stages that train a component from scratch before the M2UGen stages (configs in training/pretrain_config.py).
+PRETRAIN_STAGES: dict[str, str] = {
+    "tokenizer": "sentencepiece BPE tokenizer trained on the corpus text (captions, answers, ABC scores)",
+    "pretrain-lm": "the preset's LLaMA trained from scratch as a language model on that text",
+    "pretrain-encoder": "the preset's MERT-architecture encoder trained on rendered clips with their exact labels",
 }
 
 # Kinds whose parameters are offsets, scales or rows that must not shrink towards zero.

@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = common.settings(args)
-    if args.message is not None and not args.message.strip():
-        raise ConfigError("the message is empty: write what you want")
+    if args.message is not None:
+        common.check_message(args.message)
     out_dir = Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: --output-dir is a file, not a directory")
@@ -59,9 +59,12 @@ def run(args: argparse.Namespace) -> int:
 def _turn(assistant, text: str, attached: dict, settings: dict, out_dir: Path) -> None:
     reply = assistant.chat(text, **attached, **settings)
     print(reply.text, flush=True)
+    audio_path = _free_name(out_dir, "reply", ".wav")
     if reply.audio is not None:
-        common.save_audio(reply.audio, _free_name(out_dir, "reply", ".wav"), overwrite=False)
-    if reply.midi_path is not None:
+        common.save_audio(reply.audio, audio_path, overwrite=False)
+    if reply.audio is not None and reply.abc is not None:  # a score: its .abc and .mid beside the audio
+        common.save_score(reply, audio_path, overwrite=False)
+    elif reply.midi_path is not None:
         print(f"wrote {reply.midi_path}", file=sys.stderr)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,11 +17,10 @@ from typing import Any
 import numpy as np
 
 from m2ugen.audio import WRITE_FORMATS, Audio
-from m2ugen.errors import ConfigError
+from m2ugen.errors import CheckpointError, ConfigError
+from m2ugen.files import check_folder, folder_problem  # noqa: F401  (check_folder: used by the commands)
+from m2ugen.settings import DEFAULT_SECONDS, DEFAULTS, MAX_DEFAULT_EDIT_SECONDS, ChatSettings
 
-# Audio is loaded at this rate before the model (and so its decoder's rate) is known: it is at or
-# above every decoder's rate, so no bandwidth is lost; the assistant resamples it once more.
-PRELOAD_SAMPLE_RATE = 48000
 # Frames kept from a video file (ViViT-B 16x2 reads 32; the assistant reselects if a model differs).
 PRELOAD_VIDEO_FRAMES = 32
 
@@ -33,25 +31,30 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--demo", action="store_true",
                        help="the bundled tiny model with random weights: runs anywhere, output is noise")
     parser.add_argument("--device", default=None, help="torch device for --model, e.g. cuda (default: cpu)")
+    parser.add_argument("--quantize", choices=("int8", "int4"), default=None,
+                        help="weight-only quantized LLM: int8 (CPU or CUDA) or int4 (CUDA, bfloat16, needs torchao)")
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, *, music: bool, default_seconds: float | None = None) -> None:
+    """The :class:`~m2ugen.settings.ChatSettings` fields as options, with its defaults."""
+    d = DEFAULTS
     group = parser.add_argument_group("sampling")
-    group.add_argument("--temperature", type=float, default=0.6, help="LLM temperature; 0 = greedy (default 0.6)")
-    group.add_argument("--top-p", type=float, default=0.8, help="LLM nucleus sampling mass (default 0.8)")
-    group.add_argument("--max-new-tokens", type=int, default=256, help="longest text response (default 256)")
-    group.add_argument("--seed", type=int, default=None, help="seed for reproducible text and music")
+    group.add_argument("--temperature", type=float, default=d.temperature,
+                       help=f"LLM temperature; 0 = greedy (default {d.temperature:g})")
+    group.add_argument("--top-p", type=float, default=d.top_p, help=f"LLM nucleus sampling mass (default {d.top_p:g})")
+    group.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+                       help=f"longest text response (default {d.max_new_tokens})")
+    group.add_argument("--seed", type=int, default=d.seed, help="seed for reproducible text and music")
     if music:
-        what = (f"default {default_seconds:g}" if default_seconds
-                else "default: 10 s, or for an edit the source's length up to 30 s")
+        what = (f"default {default_seconds:g}" if default_seconds else f"default: {DEFAULT_SECONDS:g} s, or for an "
+                f"edit the source's length up to {MAX_DEFAULT_EDIT_SECONDS:g} s")
         group.add_argument("--seconds", type=float, default=default_seconds, help=f"music length in seconds ({what})")
-        group.add_argument("--guidance-scale", type=float, default=3.0, help="decoder guidance (default 3)")
+        group.add_argument("--guidance-scale", type=float, default=d.guidance_scale,
+                           help=f"decoder guidance (default {d.guidance_scale:g})")
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`~m2ugen.assistant.ChatSettings` fields given on the command line, validated."""
-    from m2ugen.assistant import ChatSettings
-
+    """The :class:`~m2ugen.settings.ChatSettings` fields given on the command line, validated."""
     values = dict(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
     if hasattr(args, "seconds"):
         values.update(seconds=args.seconds, guidance_scale=args.guidance_scale)
@@ -59,20 +62,36 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def check_message(text: str) -> str:
+    """The user's message, refused before the model loads when it is empty."""
+    if not text.strip():
+        raise ConfigError("the message is empty: write what you want")
+    return text
+
+
 def load_assistant(args: argparse.Namespace, **kwargs: Any):
     """The :class:`~m2ugen.assistant.Assistant` named by ``--model DIR`` or ``--demo``."""
     from m2ugen.assistant import Assistant
 
+    if not args.demo and not Path(args.model).is_dir():
+        what = "is a file, not a model folder" if Path(args.model).exists() else "model folder not found"
+        raise CheckpointError(f"{args.model}: {what} (give the folder holding config.json and model.safetensors)")
     print("loading the model ...", file=sys.stderr, flush=True)
+    kwargs.setdefault("quantize", args.quantize)
     if args.demo:
         return Assistant.demo(progress=True, **kwargs)
-    return Assistant.from_pretrained(args.model, device=args.device, progress=True, **kwargs)
+    assistant = Assistant.from_pretrained(args.model, device=args.device, progress=True, **kwargs)
+    cfg, llama = assistant.model.config, assistant.model.llm.model.config
+    print(f"loaded {args.model}: {cfg.name}, LLaMA {llama.num_hidden_layers} layers x {llama.hidden_size} "
+          f"(LoRA rank {cfg.lora_rank}), decoder {cfg.decoder}, {cfg.dtype}", file=sys.stderr, flush=True)
+    return assistant
 
 
 def load_audio_file(path: str) -> Audio:
-    from m2ugen.media import load_audio
+    """The file's audio, checked, at its own rate (each consumer resamples once from it)."""
+    from m2ugen.media import read_audio
 
-    return Audio(load_audio(path, PRELOAD_SAMPLE_RATE), PRELOAD_SAMPLE_RATE)
+    return read_audio(path)
 
 
 def load_image_file(path: str) -> np.ndarray:
@@ -99,40 +118,34 @@ def check_output(path: str | Path, overwrite: bool,
         raise ConfigError(f"{path}: is a directory; give a file name such as {example}")
     if path.exists() and not overwrite:
         raise ConfigError(f"{path}: already exists; pass --overwrite to replace it")
-    problem = _folder_problem(path.parent)
+    problem = folder_problem(path.parent)
     if problem:
         raise ConfigError(f"{path}: cannot be written ({problem})")
     return path
 
 
-def check_folder(folder: str | Path) -> Path:
-    """A folder that exists or can be created, and can be written to; checked before the slow work."""
-    folder = Path(folder)
-    problem = _folder_problem(folder)
-    if problem:
-        raise ConfigError(f"{folder}: cannot write files there ({problem})")
-    return folder
-
-
-def _folder_problem(folder: Path) -> str | None:
-    """Why no file can be written in ``folder``, or None. The nearest folder that already exists
-    decides: it must be a folder and accept a new file (``mkdir -p`` makes the rest)."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is not a folder"
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        return f"{existing}: {err.strerror or err}"
-    return None
-
-
 def save_audio(audio: Audio, path: Path, overwrite: bool) -> None:
     audio.save(path, overwrite=overwrite)
     print(f"wrote {path} ({audio.duration:.2f} s, {audio.sample_rate} Hz)", file=sys.stderr)
+
+
+def save_score(reply: Any, audio_path: Path, overwrite: bool) -> None:
+    """Beside the audio of a score reply (``reply.abc`` and ``reply.midi_path`` set): its ``.abc`` and
+    ``.mid`` files, under the audio's name (the MIDI file is moved when it is in the same folder)."""
+    import os
+    import shutil
+
+    from m2ugen.files import write_atomically
+
+    abc_path, midi_path = audio_path.with_suffix(".abc"), audio_path.with_suffix(".mid")
+    for path in (abc_path, midi_path):
+        check_output(path, overwrite, None)
+    write_atomically(abc_path, lambda tmp: tmp.write_text(reply.abc, encoding="utf-8"), "ABC")
+    if reply.midi_path.parent.resolve() == midi_path.parent.resolve():
+        os.replace(reply.midi_path, midi_path)
+    else:
+        write_atomically(midi_path, lambda tmp: shutil.copyfile(reply.midi_path, tmp), "MIDI")
+    print(f"wrote {abc_path} and {midi_path}", file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -28,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rel.add_argument("--musicgen", default=None, help="local transformers MusicGen directory of the same size "
                      "(config and processor; needed for MusicGen builds)")
     rel.add_argument("--audioldm2", default=None, help="local AudioLDM2 pipeline directory (AudioLDM2 builds)")
-    rel.add_argument("--mert", default=None, help="local MERT directory for its config (default: built in)")
-    rel.add_argument("--vit", default=None, help="local ViT directory for its config (default: built in)")
-    rel.add_argument("--vivit", default=None, help="local ViViT directory for its config (default: built in)")
+    rel.add_argument("--mert", default=None, help="local MERT directory for its config (default: built in), and "
+                     "its weights when the checkpoint holds only the trained tensors")
+    rel.add_argument("--vit", default=None, help="local ViT directory, as for --mert")
+    rel.add_argument("--vivit", default=None, help="local ViViT directory, as for --mert")
     rel.add_argument("--params", default=None, help="LLaMA params.json, for norm_eps (default 1e-5)")
     rel.add_argument("--conditioning", choices=("caption", "embeddings"), default="caption",
                      help="how the decoder is conditioned: the LLM's text as the original did (default), "

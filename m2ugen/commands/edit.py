@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    common.check_message(args.instruction)
     output = common.check_output(args.output, args.overwrite)
     settings = common.settings(args)
     audio = common.load_audio_file(args.audio)

@@ -1,6 +1,6 @@
 """Released M2UGen ``checkpoint.pth`` -> an m2ugen checkpoint directory.
 
-The released file is the whole original ``M2UGen.state_dict()`` (REFERENCE.md Part A §1.6). It is
+The released file is the whole original ``M2UGen.state_dict()`` (docs/original.md). It is
 memory-mapped, and every key is mapped:
 
 - ``llama.*`` (Meta names): frozen weights -> ``llama/`` (a Hugging Face LLaMA directory, q/k rows
@@ -25,19 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from tqdm import tqdm
 from transformers import (HubertConfig, HubertModel, LlamaForCausalLM, MusicgenForConditionalGeneration, ViTConfig,
                           ViTImageProcessorPil, ViTModel, VivitConfig, VivitImageProcessor, VivitModel)
 
 from adapters import ModalityAdapter
-from m2ugen.checkpoints import (CONFIG_NAME, WEIGHTS_NAME, check_keys, check_shapes, gate_report, load_torch_file)
+from m2ugen.checkpoints import CONFIG_NAME, WEIGHTS_NAME, check_keys, check_shapes, load_torch_file, write_weights
 from m2ugen.config import MODALITIES, M2UGenConfig, ProjectorConfig
 from m2ugen.convert.llama import LAYER_NAMES, find_tokenizer_model, llama_config, permute_rows, write_tokenizer
 from m2ugen.convert.shards import ShardWriter
 from m2ugen.encoders import _MERT_ONLY_KEYS
 from m2ugen.errors import CheckpointError
-from m2ugen.llm import M2UGenLLM
+from m2ugen.llm import M2UGenLLM, gate_report
 from m2ugen.projector import OutputProjector
 from m2ugen.tokenizer import load_tokenizer
 
@@ -51,7 +50,7 @@ _LORA_TARGET = {"wq": "self_attn.q_proj", "wk": "self_attn.k_proj", "wv": "self_
 _BIASED = {"attention.wq", "attention.wo", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"}
 
 # Architectures of the paper's frozen encoders, used when no local directory is given
-# (REFERENCE.md Part B §1.3 and §2).
+# (the published config.json files).
 PAPER_MERT = dict(hidden_size=1024, intermediate_size=4096, hidden_act="gelu", layer_norm_eps=1e-5,
                   conv_dim=[512] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_stride=[5, 2, 2, 2, 2, 2, 2],
                   conv_bias=False, feat_extract_norm="group", feat_extract_activation="gelu",
@@ -79,6 +78,44 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if bad:
         raise CheckpointError(f"{path}: entries that are not tensors: {', '.join(map(str, bad[:10]))}")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+# Key groups of a released checkpoint, each with one key that stands for it.
+_REQUIRED = (("LLaMA embeddings", "llama.tok_embeddings.weight"), ("LLaMA attention", "llama.layers.0.attention.wk.weight"),
+             ("LLaMA feed-forward", "llama.layers.0.feed_forward.w1.weight"),
+             ("injection gates", "llama.layers.0.attention.gate"), ("LLaMA final norm", "llama.norm.weight"),
+             ("prefix queries", "prefix_query.weight"), ("output projector queries", "output_projector.query_embs"),
+             ("output projector output layer", "output_projector.model.weight"),
+             ("output projector transformer", "output_projector.tfm.encoder.layers.0.linear1.weight"),
+             *((f"{m} adapter", f"{p}_{part}.weight") for p, m in ADAPTER_PREFIXES.items() for part in ("agg", "proj")))
+_ENCODER_PREFIXES = {"mert": "mert_model.", "vit": "vit_model.", "vivit": "vivit_model."}
+_KNOWN_PREFIXES = ("llama.", "prefix_query.", "output_projector.", "generation_model.", *_ENCODER_PREFIXES.values())
+
+
+def _local_weights(path: str | None) -> Path | None:
+    """``path`` when it is a local Hugging Face directory holding weights, else None."""
+    folder = Path(path) if path else None
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    return folder.resolve() if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")) else None
+
+
+def check_groups(path: str | Path, state: dict[str, torch.Tensor], base: M2UGenConfig) -> None:
+    """Refuse a checkpoint that lacks key groups or holds unknown ones, naming all of them at once.
+
+    A frozen encoder (``mert_model.*``, ``vit_model.*``, ``vivit_model.*``) may be absent when
+    ``base`` names a local directory with its weights: a checkpoint of only the trained tensors.
+    """
+    missing = [f"{what} ({key})" for what, key in _REQUIRED if key not in state]
+    for sub, prefix in _ENCODER_PREFIXES.items():
+        if not any(k.startswith(prefix) for k in state) and _local_weights(getattr(base, f"{sub}_path")) is None:
+            missing.append(f"{sub} encoder ({prefix}*; or give --{sub} DIR holding its weights)")
+    unexpected = sorted({k.split(".")[0] + ".*" for k in state
+                         if not k.startswith(_KNOWN_PREFIXES) and not _ADAPTER_KEY.fullmatch(k)})
+    if missing or unexpected:
+        parts = ([f"missing {len(missing)} key group(s): " + "; ".join(missing)] if missing else []) + (
+            [f"unknown key group(s): {', '.join(unexpected)}"] if unexpected else [])
+        raise CheckpointError(f"{path}: not a released M2UGen checkpoint as expected: " + "; ".join(parts))
 
 
 def _sub(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -127,7 +164,8 @@ def _architecture(state: dict[str, torch.Tensor], base: M2UGenConfig, norm_eps: 
         base, name="m2ugen-released", llm_path="llama", llm_config=None, tokenizer_path=".",
         mert_path="mert", mert_config=None, vit_path="vit", vit_config=None, vivit_path="vivit", vivit_config=None,
         decoder=decoder, decoder_path=decoder_path,
-        decoder_conditioning="caption", layers_per_modality=state["prefix_query.weight"].shape[0] // len(MODALITIES),
+        decoder_conditioning="caption", emits_aud=True,  # the released LLM ends music replies with [AUD]
+        layers_per_modality=state["prefix_query.weight"].shape[0] // len(MODALITIES),
         lora_rank=rank, lora_alpha=float(rank), adapter_blocks=blocks, projector=projector,
         dtype=llama_cfg.dtype)
     return llama_cfg, config
@@ -328,7 +366,11 @@ def convert_released(checkpoint: str | Path, out: str | Path, tokenizer: str | P
     base = base or M2UGenConfig.preset("paper")
     out = Path(out)
     state = read_state_dict(checkpoint)
+    check_groups(checkpoint, state, base)
     llama_cfg, config = _architecture(state, base, norm_eps)
+    given = {f"{sub}_path": str(_local_weights(getattr(base, f"{sub}_path")))
+             for sub, prefix in _ENCODER_PREFIXES.items() if not any(k.startswith(prefix) for k in state)}
+    config = dataclasses.replace(config, **given)  # encoders not in the file: used from their local folders
     tok_model = find_tokenizer_model(Path(tokenizer), Path(tokenizer).parent)
     out.mkdir(parents=True, exist_ok=True)
     trained: dict[str, torch.Tensor] = {}
@@ -340,8 +382,8 @@ def convert_released(checkpoint: str | Path, out: str | Path, tokenizer: str | P
 
     for sub, (prefix, save_config, model_cls, kwargs) in _encoder_specs(base).items():
         tensors = {k: v for k, v in _sub(state, prefix).items() if not k.startswith("pooler.")}
-        if not tensors:
-            raise CheckpointError(f"released checkpoint: no {prefix}* keys")
+        if not tensors:  # check_groups made sure that its local folder is given
+            continue
         consumed |= {k for k in state if k.startswith(prefix)}
         _write_component(sub, tensors, out / sub, save_config, model_cls, max_shard_bytes, **kwargs)
     musicgen = _sub(state, "generation_model.")
@@ -356,8 +398,7 @@ def convert_released(checkpoint: str | Path, out: str | Path, tokenizer: str | P
 
     write_tokenizer(tok_model, out)
     load_tokenizer(out, config.num_aud_tokens, llama_cfg.vocab_size).save_pretrained(out)
-    save_file({k: v.contiguous() for k, v in trained.items()}, out / WEIGHTS_NAME,
-              metadata={"format": "pt", "m2ugen_format": "1"})
+    write_weights(trained, out / WEIGHTS_NAME)
     config.save(out / CONFIG_NAME)
     lines = gate_report(gate, config.layers_per_modality, llama_cfg.num_hidden_layers - config.num_injected_layers)
     lines += notes

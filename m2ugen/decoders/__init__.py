@@ -1,7 +1,9 @@
-"""Music decoders behind one protocol: MusicGen, MusicGen-melody (editing) and AudioLDM2.
+"""Music decoders behind one protocol: MusicGen, MusicGen-melody (editing), AudioLDM2, and the score
+decoder (ABC -> MIDI -> audio through a sound font).
 
 ``load_decoder(kind, path)`` returns a :class:`MusicDecoder` from a local folder, or the tiny
-random decoder of that kind when ``path == "tiny"``. Heavy libraries load on first use.
+random decoder of that kind when ``path == "tiny"`` (for "score": the default settings). Heavy
+libraries load on first use.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from m2ugen.decoders.base import MusicDecoder
 from m2ugen.errors import ConfigError
 
-KINDS: tuple[str, ...] = ("musicgen", "musicgen-melody", "audioldm2")
+KINDS: tuple[str, ...] = ("musicgen", "musicgen-melody", "audioldm2", "score")
 
 
 def decoder_class(kind: str) -> Any:
@@ -23,6 +25,8 @@ def decoder_class(kind: str) -> Any:
         from m2ugen.decoders.musicgen_melody import MusicGenMelodyDecoder as cls
     elif kind == "audioldm2":
         from m2ugen.decoders.audioldm2 import AudioLDM2Decoder as cls
+    elif kind == "score":
+        from m2ugen.decoders.score import ScoreDecoder as cls
     else:
         raise ConfigError(f"unknown decoder {kind!r}; choose from {', '.join(KINDS)}")
     return cls
@@ -34,6 +38,8 @@ def load_decoder(kind: str, path: str | os.PathLike, **kwargs: Any) -> MusicDeco
     ``kwargs`` go to ``from_pretrained`` (settings, device, dtype) or to the tiny builder.
     """
     cls = decoder_class(kind)
+    if kind == "score" and str(path) == "tiny":
+        return cls()
     if str(path) == "tiny":
         from m2ugen.decoders.tiny import tiny_decoder
 

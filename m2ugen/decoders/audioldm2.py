@@ -1,7 +1,7 @@
 """AudioLDM2 (diffusers ``AudioLDM2Pipeline``) as a :class:`MusicDecoder`.
 
 Conditioning is one flat vector per item, (1, Q * D_t5 + G * D_gpt) -- (1, 137216) for
-audioldm2-music, the released M2UGen projector's output (REFERENCE.md Part A §1.5) -- split into
+audioldm2-music, the released M2UGen projector's output (docs/original.md) -- split into
 ``prompt_embeds`` (B, Q, D_t5: Flan-T5 states) and ``generated_prompt_embeds`` (B, G, D_gpt: GPT-2
 generated states). Sizes come from the pipeline's components. Guidance uses the pipeline's own
 empty-prompt negatives, computed once and cached; a pipeline saved without tokenizers cannot make

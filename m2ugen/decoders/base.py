@@ -7,11 +7,10 @@ shape, 1 where a value belongs to a real (non-padding) position.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -92,17 +91,6 @@ def num_output_samples(seconds: float, sample_rate: int) -> int:
     return n
 
 
-@contextlib.contextmanager
-def seeded(seed: int | None) -> Iterator[None]:
-    """Run the block with torch's CPU RNG seeded, restoring the caller's RNG state afterwards."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def check_conditioning(conditioning: torch.Tensor, mask: torch.Tensor | None,
                        shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate (B, *shape) conditioning and its mask; a missing mask means every value is real."""
@@ -119,8 +107,11 @@ def check_conditioning(conditioning: torch.Tensor, mask: torch.Tensor | None,
 
 
 def load_sources(source_audio: SourceAudio, batch: int, sample_rate: int) -> list[np.ndarray]:
-    """One float32 mono (S,) array at ``sample_rate`` per batch item (a single source is shared)."""
-    from m2ugen.media import load_audio
+    """One float32 mono (S,) array at ``sample_rate`` per batch item (a single source is shared).
+
+    An :class:`Audio` (already read and checked) is resampled once from its own rate; a path is read first.
+    """
+    from m2ugen.media import load_audio, resample
 
     items = list(source_audio) if isinstance(source_audio, (list, tuple)) else [source_audio] * batch
     if len(items) != batch:
@@ -129,7 +120,7 @@ def load_sources(source_audio: SourceAudio, batch: int, sample_rate: int) -> lis
     for item in items:
         if isinstance(item, np.ndarray):
             raise ConfigError("pass source audio as an Audio (samples + sample_rate) or a file path, not a bare array")
-        arrays.append(load_audio(item, sample_rate))
+        arrays.append(resample(item, sample_rate) if isinstance(item, Audio) else load_audio(item, sample_rate))
     return arrays
 
 

@@ -2,7 +2,7 @@
 
 Conditioning: T5 ``last_hidden_state`` states (B, Q, D) -- what the output projector predicts --
 passed as ``encoder_outputs`` with the [cond; null] batch for classifier-free guidance and a dummy
-``input_ids`` that only fixes the batch size (REFERENCE.md Part B §4). Caption mode tokenizes the
+``input_ids`` that only fixes the batch size. Caption mode tokenizes the
 text and runs the checkpoint's own T5. Output longer than one window (30 s, or less when the
 decoder's positions run out) is generated window by window, each prompted with the EnCodec codes
 of the previous audio's tail; pieces are concatenated without crossfade and the total is trimmed to
@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 
 from m2ugen.audio import Audio
 from m2ugen.decoders.base import (DecoderSettings, SourceAudio, check_conditioning, load_sources, local_dir,
-                                  num_output_samples, seeded)
+                                  num_output_samples)
 from m2ugen.errors import CheckpointError, ConfigError
+from m2ugen.seeding import seeded
 
 
 class _CodebookSpecialTokens(logging.Filter):

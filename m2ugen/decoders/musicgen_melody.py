@@ -3,10 +3,10 @@
 The source audio's chroma (one-hot argmax pitch class per frame) and the LLM's T5-space
 conditioning form the decoder's prefix: ``[audio_enc_to_dec_proj(chroma); enc_to_dec_proj(T5) * mask]``,
 with the [cond; null] batch for guidance (null chroma = one-hot bin 0, null text = zeros), passed
-as ``encoder_hidden_states`` with a dummy ``input_ids`` (REFERENCE.md Part B §4).
+as ``encoder_hidden_states`` with a dummy ``input_ids``.
 
 The chroma is computed here with librosa, because transformers' ``MusicgenMelodyFeatureExtractor``
-needs torchaudio, which cannot be installed next to the CPU torch (DEPENDENCIES.md §2). It follows
+needs torchaudio, which cannot be installed next to the CPU torch (docs/original.md, dependency choices). It follows
 that extractor: power STFT with a Hann window of ``n_fft`` samples, hop ``hop_length`` (16384 and
 4096 at 32 kHz, i.e. 512 ms and 128 ms, scaled with the codec's rate), librosa's chroma filter bank
 (tuning 0, starting at C), argmax per frame -> one-hot (T, 12).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from m2ugen.notation.abc import AbcVoice, read_abc
+from m2ugen.notation.score import AbcVoice, read_abc
 
 ABC_WEIGHTS = {"meter": 0.15, "tempo": 0.15, "pitch": 0.5, "instrument": 0.2}
 DEFAULT_TEMPO_BPM = 120.0  # what abc2midi plays when a tune has no Q: field
@@ -164,6 +164,9 @@ def abc_score(predicted: str, reference: str) -> AbcScore:
     Pitch: each predicted voice is matched to the reference voice with the most similar note
     sequence; the similarities are summed and divided by the larger number of voices, so missing
     or extra voices cost. Instrument: averaged the same way over the same matches.
+
+    Raises:
+        AbcError: either text is not valid ABC (:func:`m2ugen.notation.score.read_abc`).
     """
     pred, ref = read_abc(predicted), read_abc(reference)
     pitch_total = instrument_total = 0.0

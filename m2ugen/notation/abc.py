@@ -1,4 +1,4 @@
-"""ABC notation (standard 2.1): a writer for MIDI scores and a reader for what scoring needs.
+"""ABC notation (standard 2.1): a writer for MIDI scores.
 
 :func:`write_abc` quantises a :class:`pretty_midi.PrettyMIDI` to a grid and writes one tune with
 tempo ``Q:``, metre ``M:``, unit length ``L:``, key ``K:`` and one ``V:`` per instrument (with its
@@ -6,22 +6,20 @@ tempo ``Q:``, metre ``M:``, unit length ``L:``, key ``K:`` and one ``V:`` per in
 line are tied, and every accidental that differs from the key signature, or follows an altered note of
 the same letter in the bar, is written explicitly. Velocities and pitch bends are not written.
 
-:func:`read_abc` reads the header fields, the voices, their instruments and their sequences of note
-onsets (tied continuations dropped, chords as ascending pitches). It does not read durations: for
-timing, ``abc2midi`` is the reference parser.
+Reading ABC (with music21) is :mod:`m2ugen.notation.score`; this module only parses the key and metre
+values the writer is configured with (:func:`parse_key`, :func:`parse_meter`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 
 import pretty_midi
 
 from m2ugen.errors import ConfigError
-from m2ugen.notation.key import NATURAL_PITCH_CLASS, Key, estimate_key
+from m2ugen.notation.key import Key, estimate_key
 
 _ACCIDENTAL_SIGN = {-1: "_", 0: "=", 1: "^"}
 
@@ -212,27 +210,7 @@ def write_abc(midi: pretty_midi.PrettyMIDI, config: AbcConfig | None = None) -> 
 
 
 # ----------------------------------------------------------------------------------------------
-# Reading
-
-
-@dataclass(frozen=True)
-class AbcVoice:
-    """One voice: its id, instrument name and GM program (None when not given), and its note onsets."""
-
-    voice_id: str
-    name: str
-    program: int | None
-    pitches: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class AbcTune:
-    """What :func:`read_abc` extracts: metre ``(N, D)``, quarter-note tempo, key and voices."""
-
-    meter: tuple[int, int] | None
-    tempo_bpm: float | None
-    key: Key
-    voices: tuple[AbcVoice, ...]
+# Header values (the writer's configuration; reading whole tunes is m2ugen.notation.score's job)
 
 
 _MODE_FIFTHS = {"": 0, "maj": 0, "ion": 0, "m": -3, "min": -3, "aeo": -3, "mix": -1, "dor": -2,
@@ -273,177 +251,3 @@ def parse_meter(text: str) -> tuple[int, int] | None:
     numerator = sum(int(part) for part in match.group(1).replace(" ", "").split("+") if part)
     denominator = int(match.group(2))
     return (numerator, denominator) if numerator > 0 and denominator > 0 else None
-
-
-def parse_tempo(text: str, unit: Fraction) -> float | None:
-    """ABC ``Q:`` value -> quarter notes per minute; ``unit`` is ``L:`` for the old ``Q:120`` form."""
-    text = re.sub(r'"[^"]*"', " ", text).strip()
-    if "=" in text:
-        beats, _, value = text.partition("=")
-        fractions = re.findall(r"(\d+)/(\d+)", beats)
-        if not fractions:
-            return None
-        beat = sum(Fraction(int(n), int(d)) for n, d in fractions)
-    else:
-        beat, value = unit, text
-    match = re.match(r"\s*(\d+(?:\.\d+)?)", value)
-    if not match or float(match.group(1)) <= 0:
-        return None
-    return float(match.group(1)) * float(beat / Fraction(1, 4))
-
-
-@dataclass
-class _VoiceState:
-    voice_id: str
-    key: Key
-    name: str = ""
-    program: int | None = None
-    pitches: list[int] = field(default_factory=list)
-    tied: set[int] = field(default_factory=set)
-    bar_accidentals: dict[int, int] = field(default_factory=dict)
-
-
-_NOTE = re.compile(r"([\^_=]*)([A-Ga-g])([',]*)[\d/]*(-?)")
-_REST = re.compile(r"[zxZX][\d/]*")
-
-
-def _pitch(accidentals: str, letter: str, octave_marks: str, voice: _VoiceState) -> int:
-    """MIDI pitch of one ABC note, applying and updating the bar's accidentals."""
-    natural = 60 + NATURAL_PITCH_CLASS[letter.upper()] + (12 if letter.islower() else 0)
-    natural += 12 * octave_marks.count("'") - 12 * octave_marks.count(",")
-    if accidentals:
-        alteration = accidentals.count("^") - accidentals.count("_")
-        voice.bar_accidentals[natural] = alteration
-    else:
-        alteration = voice.bar_accidentals.get(natural, voice.key.alterations()[letter.upper()])
-    return natural + alteration
-
-
-def _add_onsets(voice: _VoiceState, chord: list[tuple[int, bool]]) -> None:
-    """Record the onsets of a note or chord ``[(pitch, tied_onward)]``, skipping tied continuations."""
-    voice.pitches.extend(sorted(p for p, _ in chord if p not in voice.tied))
-    voice.tied = {p for p, tied in chord if tied}
-
-
-def _read_music(line: str, voices: dict[str, _VoiceState], current: _VoiceState, meta: dict) -> _VoiceState:
-    """Read one line of music into ``current`` (inline ``[V:]`` fields may switch voice)."""
-    i = 0
-    while i < len(line):
-        char = line[i]
-        if char in "\"!+{":
-            closing = {"\"": "\"", "!": "!", "+": "+", "{": "}"}[char]
-            end = line.find(closing, i + 1)
-            i = len(line) if end < 0 else end + 1
-        elif char == "[" and re.match(r"\[[A-Za-z]:", line[i:]):
-            end = line.find("]", i)
-            end = len(line) if end < 0 else end
-            current = _read_field(line[i + 1], line[i + 3 : end], voices, current, meta)
-            i = end + 1
-        elif char == "[" and i + 1 < len(line) and (line[i + 1] in "^_=" or line[i + 1].isalpha()):
-            end = line.find("]", i)
-            end = len(line) if end < 0 else end
-            chord = [(_pitch(a, letter, o, current), tie == "-") for a, letter, o, tie in _NOTE.findall(line[i + 1 : end])]
-            tail = re.match(r"\][\d/]*(-?)", line[end:])
-            if tail and tail.group(1):
-                chord = [(p, True) for p, _ in chord]
-            _add_onsets(current, chord)
-            i = end + (tail.end() if tail else 1)
-        elif char in "|:]" or (char == "[" and i + 1 < len(line) and line[i + 1] in "|123456789"):
-            current.bar_accidentals.clear()
-            i += 1
-        elif match := _NOTE.match(line, i):
-            accidentals, letter, octave_marks, tie = match.groups()
-            _add_onsets(current, [(_pitch(accidentals, letter, octave_marks, current), tie == "-")])
-            i = match.end()
-        elif match := _REST.match(line, i):
-            current.tied = set()
-            i = match.end()
-        else:
-            i += 1
-    return current
-
-
-def _read_field(name: str, value: str, voices: dict[str, _VoiceState], current: _VoiceState, meta: dict) -> _VoiceState:
-    """Apply a field (``K:``, ``V:``, ``M:``, ``L:``, ``Q:``) met in the header or the body."""
-    value = value.split("%", 1)[0].strip()
-    if name == "K":
-        current.key = parse_key(value) or current.key
-        if "key" not in meta:
-            meta["key"] = current.key
-    elif name == "M":
-        meta.setdefault("meter", parse_meter(value))
-    elif name == "L":
-        match = re.match(r"(\d+)/(\d+)", value)
-        if match:
-            meta["unit"] = Fraction(int(match.group(1)), int(match.group(2)))
-    elif name == "Q":
-        meta.setdefault("tempo", parse_tempo(value, meta.get("unit", Fraction(1, 8))))
-    elif name == "V":
-        voice_id = value.split()[0] if value.split() else "1"
-        if voice_id not in voices:
-            voices[voice_id] = _VoiceState(voice_id, meta.get("key", Key()), program=meta.get("program"))
-        current = voices[voice_id]
-        name_match = re.search(r'\b(?:name|nm)\s*=\s*"([^"]*)"', value) or re.search(r"\b(?:name|nm)\s*=\s*(\S+)", value)
-        if name_match:
-            current.name = name_match.group(1)
-    return current
-
-
-def read_abc(text: str) -> AbcTune:
-    """Read the first tune of ``text``.
-
-    Args:
-        text: ABC source; fields the reader does not use are skipped.
-
-    Returns:
-        The tune's metre, quarter-note tempo, key and voices (voices without notes are dropped,
-        except that a tune always has at least one voice).
-    """
-    meta: dict = {}
-    voices: dict[str, _VoiceState] = {}
-    current = _VoiceState("1", Key())
-    in_header, seen_tune = True, False
-    for raw in text.splitlines():
-        line = raw.rstrip()
-        if line.startswith("X:"):
-            if seen_tune:
-                break
-            seen_tune = True
-            continue
-        midi_program = re.match(r"%%MIDI\s+program\s+(?:\d+\s+)?(\d+)", line)
-        if midi_program:
-            program = int(midi_program.group(1))
-            if in_header and not voices:
-                meta["program"] = program
-            current.program = program
-            continue
-        line = line.split("%", 1)[0].rstrip()
-        field_match = re.match(r"([A-Za-z]):(.*)", line)
-        if field_match:
-            name, value = field_match.groups()
-            if name not in "KMLQV":
-                continue
-            current = _read_field(name, value, voices, current, meta)
-            if name == "K":
-                in_header = False
-                for voice in voices.values():
-                    if not voice.pitches:
-                        voice.key = current.key
-            continue
-        if line and not in_header:
-            if not voices:
-                voices[current.voice_id] = current
-            current = _read_music(line, voices, current, meta)
-    if not voices:
-        voices[current.voice_id] = current
-    kept = [v for v in voices.values() if v.pitches] or list(voices.values())[:1]
-    return AbcTune(
-        meter=meta.get("meter"),
-        tempo_bpm=meta.get("tempo"),
-        key=meta.get("key", Key()),
-        voices=tuple(
-            AbcVoice(v.voice_id, v.name or (pretty_midi.program_to_instrument_name(v.program) if v.program is not None else ""),
-                     v.program, tuple(v.pitches))
-            for v in kept
-        ),
-    )

@@ -74,12 +74,17 @@ def estimate_key(pitches: Iterable[int], weights: Iterable[float] | None = None)
     histogram = np.bincount(pitch_array % 12, weights=weight_array, minlength=12)
     if np.ptp(histogram) == 0:
         return Key()
-    best: tuple[float, Key] = (-2.0, Key())
-    for tonic in range(12):
-        rotated = np.roll(histogram, -tonic)
-        for profile, minor in ((_MAJOR_PROFILE, False), (_MINOR_PROFILE, True)):
-            score = float(np.corrcoef(rotated, profile)[0, 1])
-            if score > best[0]:
-                relative_major = (tonic + 3) % 12 if minor else tonic
-                best = (score, Key(_fifths_of(relative_major), minor))
-    return best[1]
+    best = int(np.argmax(key_correlations(histogram)))
+    tonic, minor = best % 12, best >= 12
+    return Key(_fifths_of((tonic + 3) % 12 if minor else tonic), minor)
+
+
+def key_correlations(profile: Iterable[float]) -> np.ndarray:
+    """Pearson correlation of a 12-bin pitch-class profile (index 0 = C; a duration histogram or a mean
+    chroma) with the 24 Krumhansl-Kessler key profiles: (24,), 0-11 the major keys on tonic 0-11,
+    12-23 the minor keys on tonic 0-11."""
+    x = np.asarray(list(profile), dtype=np.float64)
+    x = x - x.mean()
+    keys = np.stack([np.roll(_MAJOR_PROFILE, k) for k in range(12)] + [np.roll(_MINOR_PROFILE, k) for k in range(12)])
+    keys = keys - keys.mean(axis=1, keepdims=True)
+    return keys @ x / (np.linalg.norm(keys, axis=1) * max(float(np.linalg.norm(x)), 1e-12))
