@@ -367,7 +367,7 @@ class M2UGenLLM(nn.Module):
             self.capture.output = None
             # The hooks inject only inside this call, except where checkpointed training re-runs the
             # layers in backward: that recomputation needs the same vectors (the next call replaces them).
-            if not (self.model.is_gradient_checkpointing and torch.is_grad_enabled()):
+            if not (self.model.model.gradient_checkpointing and torch.is_grad_enabled()):
                 self.injection.set_vectors(None)
         return logits, hidden
 
