@@ -61,6 +61,25 @@ class DataSource:
             raise ConfigError(f"data limit must be >= 1, got {self.limit}")
 
 
+def loop_setting_problems(cfg: Any) -> list[str]:
+    """What is wrong with the training-loop settings every stage config shares (batch, steps, lr,
+    logging, threads, precision): one message per problem."""
+    problems = [f"{name} must be >= 1, got {getattr(cfg, name)}"
+                for name in ("batch_size", "grad_accum", "log_every", "save_every", "keep_checkpoints")
+                if getattr(cfg, name) < 1]
+    if cfg.num_threads is not None and cfg.num_threads < 1:
+        problems.append(f"num_threads must be >= 1, got {cfg.num_threads}")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        problems.append(f"max_steps must be >= 1, got {cfg.max_steps}")
+    if cfg.epochs <= 0:
+        problems.append(f"epochs must be > 0, got {cfg.epochs}")
+    if not 0 <= cfg.min_lr <= cfg.lr:
+        problems.append(f"need 0 <= min_lr <= lr, got min_lr={cfg.min_lr}, lr={cfg.lr}")
+    if cfg.mixed_precision not in MIXED_PRECISION:
+        problems.append(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {cfg.mixed_precision!r}")
+    return problems
+
+
 @dataclass
 class TrainConfig:
     """Everything one training stage needs. ``None`` loss weights / trainable set mean the stage's defaults."""
@@ -115,19 +134,7 @@ class TrainConfig:
         problems = []
         if self.stage not in STAGES:
             problems.append(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
-        for name in ("batch_size", "grad_accum", "log_every", "save_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_threads is not None and self.num_threads < 1:
-            problems.append(f"num_threads must be >= 1, got {self.num_threads}")
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.epochs <= 0:
-            problems.append(f"epochs must be > 0, got {self.epochs}")
-        if not 0 <= self.min_lr <= self.lr:
-            problems.append(f"need 0 <= min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            problems.append(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+        problems += loop_setting_problems(self)
         if len(self.betas) != 2:
             problems.append(f"betas must be two numbers, got {self.betas}")
         if not 0 <= self.max_bad_fraction <= 1:

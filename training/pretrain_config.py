@@ -13,7 +13,8 @@ from typing import Any
 
 from m2ugen.config import M2UGenConfig
 from m2ugen.errors import ConfigError
-from training.config import DATA_FORMATS, MIXED_PRECISION, _check, apply_overrides, model_config, read_config_file
+from training.config import (DATA_FORMATS, _check, apply_overrides, loop_setting_problems, model_config,
+                             read_config_file)
 
 TEXT_FORMATS: tuple[str, ...] = ("music21_abc", "clips", *DATA_FORMATS)
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -112,21 +113,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        problems = []
-        for name in ("batch_size", "grad_accum", "log_every", "save_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_threads is not None and self.num_threads < 1:
-            problems.append(f"num_threads must be >= 1, got {self.num_threads}")
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.epochs <= 0:
-            problems.append(f"epochs must be > 0, got {self.epochs}")
-        if not 0 <= self.min_lr <= self.lr:
-            problems.append(f"need 0 <= min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            problems.append(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
-                            f"got {self.mixed_precision!r}")
+        problems = loop_setting_problems(self)
         if problems:
             raise ConfigError(f"{self.stage} config: " + "; ".join(problems))
 
