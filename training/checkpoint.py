@@ -119,6 +119,27 @@ def finish_checkpoint(tmp: Path, keep: int) -> Path:
     return final
 
 
+def save_checkpoint(accelerator: Any, output_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, state: TrainingState, keep: int, after: Any = None) -> None:
+    """Write checkpoint ``state.step`` from every process of ``accelerator``: each rank its optimizer and
+    RNG state, the main process the trained tensors (``state.names``), scheduler and state, then the
+    atomic rename (keeping ``keep``). ``after()`` runs on the main process once it is complete."""
+    is_main = accelerator.is_main_process
+    tmp = (begin_checkpoint(output_dir, state.step) if is_main
+           else output_dir / "checkpoints" / f".step_{state.step:08d}.tmp")
+    accelerator.wait_for_everyone()
+    write_rank_state(tmp, accelerator.process_index, optimizer.state_dict(), rng_state())
+    full = accelerator.get_state_dict(model)
+    if is_main:
+        write_main_state(tmp, {n: full[n] for n in state.names}, scheduler.state_dict(), state)
+    accelerator.wait_for_everyone()
+    if is_main:
+        finish_checkpoint(tmp, keep)
+        if after is not None:
+            after()
+    accelerator.wait_for_everyone()
+
+
 def read_state(path: Path) -> TrainingState:
     try:
         return TrainingState(**json.loads((path / "state.json").read_text()))

@@ -315,19 +315,11 @@ def _run_stage(cfg: TrainConfig, resume: bool, override: bool) -> RunResult:
             board.scalars("val", step, {"ce": result["ce"], "mse": result["mse"]})
 
     def save(step: int) -> None:
-        tmp = ckpt.begin_checkpoint(out, step) if is_main else out / "checkpoints" / f".step_{step:08d}.tmp"
-        accelerator.wait_for_everyone()
-        ckpt.write_rank_state(tmp, accelerator.process_index, optimizer.state_dict(), ckpt.rng_state())
-        full = accelerator.get_state_dict(wrapped)
-        if is_main:
-            state = ckpt.TrainingState(step=step, position=position, world_size=accelerator.num_processes,
-                                       names=names, problems=problems_count, seen=seen)
-            ckpt.write_main_state(tmp, {n: full[n] for n in names}, scheduler.state_dict(), state)
-        accelerator.wait_for_everyone()
-        if is_main:
-            ckpt.finish_checkpoint(tmp, cfg.keep_checkpoints)
-            plot_losses(train_log.rows(), eval_log.rows(), out / "loss.png", f"{cfg.stage} ({model_cfg.name})")
-        accelerator.wait_for_everyone()
+        state = ckpt.TrainingState(step=step, position=position, world_size=accelerator.num_processes,
+                                   names=names, problems=problems_count, seen=seen)
+        ckpt.save_checkpoint(accelerator, out, wrapped, optimizer, scheduler, state, cfg.keep_checkpoints,
+                             after=lambda: plot_losses(train_log.rows(), eval_log.rows(), out / "loss.png",
+                                                       f"{cfg.stage} ({model_cfg.name})"))
 
     # --- loop -----------------------------------------------------------------------------
     if resume_dir is None:

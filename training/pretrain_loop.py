@@ -168,19 +168,9 @@ def _run(cfg: PretrainConfig, make_task: Any, resume: bool, override: bool) -> P
             board.scalars("val", step, val)
 
     def save(step: int) -> None:
-        tmp = ckpt.begin_checkpoint(out, step) if is_main else out / "checkpoints" / f".step_{step:08d}.tmp"
-        accelerator.wait_for_everyone()
-        ckpt.write_rank_state(tmp, accelerator.process_index, optimizer.state_dict(), ckpt.rng_state())
-        full = accelerator.get_state_dict(wrapped)
-        if is_main:
-            state = ckpt.TrainingState(step=step, position=position, world_size=accelerator.num_processes,
-                                       names=names, problems=0, seen=seen)
-            ckpt.write_main_state(tmp, {n: full[n] for n in names}, scheduler.state_dict(), state)
-        accelerator.wait_for_everyone()
-        if is_main:
-            ckpt.finish_checkpoint(tmp, cfg.keep_checkpoints)
-            plot()
-        accelerator.wait_for_everyone()
+        state = ckpt.TrainingState(step=step, position=position, world_size=accelerator.num_processes,
+                                   names=names, problems=0, seen=seen)
+        ckpt.save_checkpoint(accelerator, out, wrapped, optimizer, scheduler, state, cfg.keep_checkpoints, after=plot)
 
     if resume_dir is None:
         run_eval(0)
