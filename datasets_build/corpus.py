@@ -321,17 +321,24 @@ def corpus_processor(config: CorpusConfig, out_dir: Path):  # -> Callable[[list[
 
 def clip_rows(out_dir: Path) -> list[dict[str, Any]]:
     """Every clip row of a build folder (all shards), sorted by id."""
+    shards = sorted(Path(out_dir).glob(f"{NAME}.shard-*.jsonl")) or [Path(out_dir) / f"{NAME}.jsonl"]
     rows: dict[str, dict[str, Any]] = {}
-    for path in sorted(Path(out_dir).glob(f"{NAME}*.jsonl")):
-        if "_failures" not in path.name:
-            rows.update(load_index(path))
+    for path in shards:
+        rows.update(load_index(path))
     return [rows[key] for key in sorted(rows)]
 
 
 def write_text_manifests(out_dir: Path) -> dict[str, int]:
-    """Rewrite ``<kind>.<split>.jsonl`` (atomically) from the clip rows; returns records per file."""
+    """Rewrite ``<kind>.<split>.jsonl`` (atomically) from the clip rows; returns records per file.
+
+    A sharded build also gets ``clips.jsonl``, every shard's rows in one file: the file training and
+    evaluation read."""
+    rows = clip_rows(out_dir)
+    if any(Path(out_dir).glob(f"{NAME}.shard-*.jsonl")):
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        write_atomically(Path(out_dir) / f"{NAME}.jsonl", lambda tmp: tmp.write_text(lines, encoding="utf-8"), "clips")
     counts = {}
-    for (split, kind), records in sorted(text_records(clip_rows(out_dir)).items()):
+    for (split, kind), records in sorted(text_records(rows).items()):
         path = Path(out_dir) / f"{kind}.{split}.jsonl"
         counts[path.name] = write_manifest(path, records)
     return counts

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from m2ugen.notation.edits import Edit
 
 MANIFEST_KINDS: tuple[str, ...] = ("captions", "qa", "transcribe", "compose", "generate", "edit", "edit_abc")
+# How users ask for a caption ("" as in the original's stage 1); m2ugen caption's default is the second.
+DESCRIBE_REQUESTS: tuple[str, ...] = ("", "Describe this music in detail.", "Describe this music.", "What do you hear?",
+                                      "Describe this music: its instruments, key, metre, tempo and style.")
 _INTERVALS = ("unison", "minor second", "major second", "minor third", "major third", "perfect fourth", "tritone",
               "perfect fifth", "minor sixth", "major sixth", "minor seventh", "major seventh", "octave")
 _TEMPO_WORDS = ((60, "very slow"), (80, "slow"), (108, "moderate"), (140, "lively"), (180, "fast"), (10_000, "very fast"))
@@ -66,9 +69,7 @@ def caption(row: Mapping[str, Any]) -> str:
         f"{row['meter']} time, {tempo_text(row['tempo_bpm'])}.",
         f"{row['n_parts']}-part {piece} in {key} ({row['meter']}, {bpm} BPM) for {ensemble}.",
     ]
-    text = _pick(row["id"], "caption", options)
-    if row.get("title"):
-        text += f" Title: {row['title']}."
+    text = _pick(row["id"], "caption", options)  # no title: a listener cannot know it from the audio
     if row.get("composer"):
         text += f" Composer: {row['composer']}."
     return text
@@ -91,35 +92,77 @@ def qa_pairs(row: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return pairs
 
 
+def _short_key(row: Mapping[str, Any]) -> str:
+    """The key as people ask for it: "D" for D major, "E minor" for E minor."""
+    return row["key"]["tonic"] if row["key"]["mode"] == "major" else key_text(row)
+
+
+def _spoken_names(row: Mapping[str, Any]) -> list[str]:
+    """Instrument names, the violin sometimes called a fiddle as folk players do."""
+    fiddle = _pick(row["id"], "fiddle", ["violin", "fiddle"])
+    return [fiddle if name == "violin" else name for name in _names(row)]
+
+
 def request(row: Mapping[str, Any]) -> str:
-    """A composition request the clip fulfils, e.g. "a jig in D major in 6/8 for violin"."""
+    """A composition request the clip fulfils, phrased one of several ways (by clip id), e.g.
+    "a jig in D major in 6/8 time for violin, at 120 BPM" or "a lively jig in D for fiddle"."""
     piece = _piece(row)
-    article = "an" if piece[0] in "aeiou" else "a"
-    return f"{article} {piece} in {key_text(row)} in {row['meter']} time for {_join(_names(row))}, at {round(row['tempo_bpm'])} BPM"
+    names, spoken, bpm = _join(_names(row)), _join(_spoken_names(row)), round(row["tempo_bpm"])
+    word = tempo_text(row["tempo_bpm"]).split(",")[0]
+    options = [
+        f"{piece} in {key_text(row)} in {row['meter']} time for {names}, at {bpm} BPM",
+        f"{word} {piece} in {_short_key(row)} for {spoken}",
+        f"{piece} in {_short_key(row)} for {spoken}",
+        f"{piece} for {spoken} in {key_text(row)}, {row['meter']} time, {bpm} BPM",
+    ]
+    text = _pick(row["id"], "request", options)
+    return f"{'an' if text[0] in 'aeiou' else 'a'} {text}"
 
 
-def edit_instruction(edit: Mapping[str, Any], source: Mapping[str, Any], target: Mapping[str, Any]) -> str:
-    """The user's words for an exact edit, with the facts of both sides."""
+def compose_instruction(row: Mapping[str, Any]) -> str:
+    """The user's words asking for the clip's score."""
+    verb = _pick(row["id"], "verb", ["Write", "Compose", "Write", "Give me"])
+    return f"{verb} {request(row)} in ABC notation."
+
+
+def edit_instruction(edit: Mapping[str, Any], source: Mapping[str, Any], target: Mapping[str, Any]) -> tuple[str, str]:
+    """The user's words for an exact edit, with the facts of both sides, and the ``<edit ...>`` tag that
+    does exactly what they ask (short requests such as "Slower." get the tools' usual step, x0.8)."""
     kind = edit["kind"]
+    pick = lambda options: _pick(target["id"], "edit", options)  # noqa: E731
     if kind == "transpose":
         steps = edit["semitones"]
         direction = "up" if steps > 0 else "down"
         interval = _INTERVALS[abs(steps)]
-        return _pick(target["id"], "edit", [
-            f"Transpose this {direction} a {interval}.",
-            f"Move it {direction} {abs(steps)} semitone{'s' if abs(steps) > 1 else ''}, to {key_text(target)}.",
+        tonic = target["key"]["tonic"] + ("m" if target["key"]["mode"] == "minor" else "")
+        return pick([
+            (f"Transpose this {direction} a {interval}.", f"<edit transpose={steps:+d}>"),
+            (f"Move it {direction} {abs(steps)} semitone{'s' if abs(steps) > 1 else ''}, to {key_text(target)}.",
+             f"<edit transpose={steps:+d}>"),
+            (f"Transpose it to {_short_key(target)}.", f"<edit key={tonic}>"),
         ])
     if kind == "tempo":
         faster = target["tempo_bpm"] > source["tempo_bpm"]
-        return (f"Make it {'faster' if faster else 'slower'}: {round(target['tempo_bpm'])} BPM instead of "
-                f"{round(source['tempo_bpm'])}.")
+        word = "faster" if faster else "slower"
+        return pick([
+            (f"Make it {word}: {round(target['tempo_bpm'])} BPM instead of {round(source['tempo_bpm'])}.",
+             f"<edit tempo={round(target['tempo_bpm'])}>"),
+            (f"Play it at {round(target['tempo_bpm'])} BPM.", f"<edit tempo={round(target['tempo_bpm'])}>"),
+            (f"{word.capitalize()}.", f"<edit tempo=x{1.25 if faster else 0.8}>"),
+            (f"Now make it {word}.", f"<edit tempo=x{1.25 if faster else 0.8}>"),
+        ])
     by_part = {inst["part"]: inst["name"].lower() for inst in source["instruments"]}
+    tag = edit_tag(edit)
     if kind == "instrument":
         new = next(inst["name"].lower() for inst in target["instruments"] if inst["part"] == edit["part"])
-        return f"Play the {by_part[edit['part']]} part on {new} instead."
+        if len(by_part) == 1:
+            return pick([(f"Play it on the {new}.", tag), (f"Play the {by_part[edit['part']]} part on {new} instead.", tag)])
+        return f"Play the {by_part[edit['part']]} part on {new} instead.", tag
     if kind == "remove_part":
-        return f"Remove the {by_part[edit['part']]} part (part {edit['part'] + 1})."
-    return f"Keep only the {by_part[edit['part']]} part (part {edit['part'] + 1})."
+        return f"Remove the {by_part[edit['part']]} part (part {edit['part'] + 1}).", tag
+    if edit["part"] == 0:
+        return pick([("Only the melody.", tag), (f"Keep only the {by_part[0]} part (part 1).", tag)])
+    return f"Keep only the {by_part[edit['part']]} part (part {edit['part'] + 1}).", tag
 
 
 def score_edit(edit: Mapping[str, Any]) -> Edit:
@@ -155,6 +198,21 @@ def edited_abc(source_abc: str, edit: Mapping[str, Any]) -> str:
     return score_to_abc(apply_edits(parse_abc(source_abc), [score_edit(edit)]))
 
 
+def _tag_response(tag: str, kind: str, target: Mapping[str, Any]) -> str:
+    """The words after a tag: a tempo step (``tempo=x0.8``) says which way, not the clip's tempo."""
+    if "=x" in tag:
+        return f"Here it is, {'faster' if float(tag.split('=x')[1].rstrip('>')) > 1 else 'slower'}."
+    return _edit_response(kind, target)
+
+
+def tagged_abc(source_abc: str, tag: str) -> str:
+    """The source ABC with the ``<edit ...>`` tag applied, as the assistant applies a model's tag."""
+    from m2ugen.notation.edits import apply_edits, parse_edits
+    from m2ugen.notation.score import parse_abc, score_to_abc
+
+    return score_to_abc(apply_edits(parse_abc(source_abc), parse_edits(tag)))
+
+
 def _edit_response(kind: str, target: Mapping[str, Any]) -> str:
     return {"transpose": f"Here it is in {key_text(target)}.", "tempo": f"Here it is at {round(target['tempo_bpm'])} BPM.",
             "instrument": f"Here it is for {_join(_names(target))}.", "remove_part": f"Here it is for {_join(_names(target))}.",
@@ -166,13 +224,14 @@ def clip_records(row: Mapping[str, Any], rows_by_id: Mapping[str, Mapping[str, A
     cid, audio, meta = row["id"], row["audio"], {"clip": row["id"], "work_id": row["work_id"], "split": row["split"]}
     text = caption(row)
     out: dict[str, list[ManifestRecord]] = {kind: [] for kind in MANIFEST_KINDS}
-    out["captions"].append(ManifestRecord(f"{cid}:caption", "caption", "", text, audio=audio, meta=meta))
+    ask = _pick(cid, "describe", list(DESCRIBE_REQUESTS))
+    out["captions"].append(ManifestRecord(f"{cid}:caption", "caption", ask, text, audio=audio, meta=meta))
     out["qa"] += [ManifestRecord(f"{cid}:qa:{fact}", "qa", question, answer, audio=audio, meta={**meta, "fact": fact})
                   for fact, question, answer in qa_pairs(row)]
     out["transcribe"].append(ManifestRecord(f"{cid}:abc", "qa", "Transcribe this music into ABC notation.", row["abc"],
                                             audio=audio, meta=meta))
     ask = request(row)
-    out["compose"].append(ManifestRecord(f"{cid}:compose", "text", f"Write {ask} in ABC notation.", row["abc"], meta=meta))
+    out["compose"].append(ManifestRecord(f"{cid}:compose", "text", compose_instruction(row), row["abc"], meta=meta))
     out["generate"].append(ManifestRecord(f"{cid}:generate", "generate", f"Play {ask}.", f"Here is {ask}.",
                                           target_audio=audio, target_caption=text, meta=meta))
     edit = row.get("edit")
@@ -183,14 +242,16 @@ def clip_records(row: Mapping[str, Any], rows_by_id: Mapping[str, Mapping[str, A
         target_abc = edited_abc(source["abc"], edit)  # in a current build, row["abc"] already
     except M2UGenError:
         target_abc = None  # the source ABC is outside what the score tools read: no ABC pair
-    instruction = edit_instruction(edit, source, row)
-    pair_meta = {**meta, "edit": edit, "edit_tag": edit_tag(edit), "source_clip": source["id"]}
+    instruction, tag = edit_instruction(edit, source, row)
+    pair_meta = {**meta, "edit": edit, "edit_tag": tag, "source_clip": source["id"]}
     out["edit"].append(ManifestRecord(f"{cid}:edit", "edit", instruction, _edit_response(edit["kind"], row),
                                       audio=source["audio"], target_audio=audio, target_caption=text,
                                       meta={**pair_meta, "source_abc": source["abc"], "target_abc": target_abc or row["abc"]}))
     if target_abc is not None:
-        out["edit_abc"].append(ManifestRecord(f"{cid}:edit_abc", "text", f"{instruction}\n\n{source['abc']}", target_abc,
-                                              meta=pair_meta))
+        # The model answers with the tag, the assistant's tools apply it (m2ugen.notation.edits); meta keeps the score.
+        out["edit_abc"].append(ManifestRecord(f"{cid}:edit_abc", "text", f"{source['abc']}\n{instruction}",
+                                              f"{tag}\n{_tag_response(tag, edit['kind'], row)}",
+                                              meta={**pair_meta, "target_abc": tagged_abc(source["abc"], tag)}))
     return out
 
 

@@ -170,6 +170,11 @@ def build_app(assistant: Assistant, output_dir: str | Path | None = None) -> Any
     session = ChatSession(assistant, output_dir)
     note = ("**Demo model: random, untrained weights.** Every part of the pipeline runs, but its text and "
             "music are noise." if assistant.untrained else "")
+    cfg = assistant.config
+    unavailable = [m for m in ("image", "video") if m not in cfg.input_modalities]
+    if unavailable:  # the inputs stay, and a turn with one answers why it cannot be used
+        note += (f"\n\nThis model ('{cfg.name}') understands {' and '.join(['text', *cfg.input_modalities])}; "
+                 f"{' and '.join(unavailable)} input needs a model trained on it.")
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         app.session = session
         gr.Markdown(f"# {TITLE}\n{note}")

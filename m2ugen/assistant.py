@@ -2,7 +2,7 @@
 
 ::
 
-    bot = Assistant.demo()                       # tiny, random, untrained: for trying the plumbing
+    bot = Assistant.demo()                       # the bundled m2ugen-mini (Assistant.tiny(): random, for tests)
     reply = bot.chat("Compose a calm piano melody", seconds=5)
     reply.audio.save("calm.wav")
     reply = bot.chat("Make it slower")           # edits the music just generated
@@ -38,10 +38,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from m2ugen.audio import Audio
-from m2ugen.config import MODALITIES, M2UGenConfig
+from m2ugen.config import MINI_DIR, MODALITIES, M2UGenConfig
 from m2ugen.errors import ConfigError, MediaError
 from m2ugen.model import Generation, M2UGen
-from m2ugen.prompt import Turn, encode_dialogue, with_aud_tokens
+from m2ugen.prompt import Turn, encode_dialogue, score_request, with_aud_tokens
 from m2ugen.routing import TASKS, is_transcription_request, model_task, route
 from m2ugen.settings import DEFAULT_SECONDS, MAX_DEFAULT_EDIT_SECONDS, ChatSettings
 
@@ -103,7 +103,7 @@ class Assistant:
     Args:
         model: the M2UGen network (LLM, encoders, adapters, projector).
         decoder: a :class:`~m2ugen.decoders.base.MusicDecoder` matching ``model.config``.
-        untrained: the weights are random (:meth:`demo`); replies are labelled as such.
+        untrained: the weights are random (:meth:`tiny`); replies are labelled as such.
         output_dir: where transcriptions write their MIDI files (default: a new temporary folder).
         progress: show tqdm progress bars for the stages of a turn.
         quantize: "int8" (CPU or CUDA) or "int4" (CUDA, bfloat16, torchao) weight-only quantization of the
@@ -124,7 +124,7 @@ class Assistant:
         self.conversation = Conversation()
         self._num_files = 0
         if untrained:
-            logger.warning("Assistant.demo(): a tiny model with random, untrained weights; "
+            logger.warning("Assistant.tiny(): a tiny model with random, untrained weights; "
                            "its text and music are noise")
 
     # --- construction --------------------------------------------------------------------------
@@ -139,9 +139,25 @@ class Assistant:
 
     @classmethod
     def demo(cls, **kwargs: Any) -> "Assistant":
-        """The bundled tiny model: every real architecture at toy size with random, untrained weights.
+        """The demo model: m2ugen-mini, bundled in the package (``m2ugen/assets/mini/``).
 
-        It runs on a CPU in seconds and exercises the whole pipeline, but its text and music are noise.
+        A 13 M-parameter M2UGen trained from scratch on rendered scores: it answers questions about
+        audio and writes and edits ABC scores (played through a sound font); it takes no images or
+        videos. An install without the bundle gets :meth:`tiny` instead, with a warning.
+        """
+        folder = bundled_mini()
+        if folder is None:
+            logger.warning("Assistant.demo(): this install has no bundled m2ugen-mini (%s); using the tiny "
+                           "random model", MINI_DIR)
+            return cls.tiny(**kwargs)
+        return cls.from_pretrained(folder, **kwargs)
+
+    @classmethod
+    def tiny(cls, **kwargs: Any) -> "Assistant":
+        """Every real architecture at toy size with random, untrained weights (the ``tiny`` preset).
+
+        It runs on a CPU in a second and exercises the whole pipeline (tests), but its text and music
+        are noise; replies are labelled :data:`DEMO_LABEL`.
         """
         config = M2UGenConfig.preset("tiny")
         model = M2UGen.from_config(config)
@@ -194,6 +210,7 @@ class Assistant:
         text = _check_text(text)
         inputs = self._load_inputs(audio, image, video)
         source = inputs.audio if inputs.audio is not None else self.last_audio
+        pasted = self._pasted_score(text)
         task = self._decide_task(text, task, inputs, source)
         if task == "transcribe":
             return self._transcribe(text, source)
@@ -201,10 +218,13 @@ class Assistant:
         stages = tqdm(total=3, desc=task, unit="stage", disable=not self.progress, leave=False)
         with stages:
             stages.set_postfix_str("encoding inputs")
-            features, present = self._features([replace(inputs, audio=source)])
+            instruction = self._instruction(text, task, pasted)
+            heard = self._heard(task, inputs, source, reads_score=pasted is not None or task == "edit" and instruction != text)
+            features, present = self._features([replace(inputs, audio=heard)])
             stages.update()
             stages.set_postfix_str("language model")
-            ids, _ = encode_dialogue(self.model.tokenizer, text, history=self.history, max_tokens=max_prompt)
+            ids, _ = encode_dialogue(self.model.tokenizer, instruction, history=self._prompt_history(),
+                                     max_tokens=max_prompt)
             self.conversation.last_prompt_ids = ids
             gen = self.model.generate([ids], features=features, present=present, max_new_tokens=opts.max_new_tokens,
                                       temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
@@ -212,7 +232,7 @@ class Assistant:
             stages.update()
             if self.config.music_outputs != "audio":
                 stages.set_postfix_str("score")
-                score_reply = self._score_reply(text, gen.text)
+                score_reply = self._score_reply(text, gen.text, pasted)
                 if score_reply is not None:
                     return score_reply
                 if gen.conditioning is None:  # neither a score nor [AUD]: a text answer
@@ -231,7 +251,32 @@ class Assistant:
         remembered = with_aud_tokens(response, self.config.num_aud_tokens) if audio_out is not None else response
         self.history.append(Turn(text, remembered))
         self.conversation.last_audio = audio_out if audio_out is not None else source
+        if pasted is not None:
+            self.conversation.score = pasted
         return Reply(text=self._label(response), task=task, audio=audio_out)
+
+    def _instruction(self, text: str, task: str, pasted: str | None) -> str:
+        """What the LLM reads for this turn: the user's words; after the conversation's score when the
+        turn edits it and the model sees no history (the score it asks for ``<edit ...>`` tags on); as
+        a request for ABC (:func:`~m2ugen.prompt.score_request`) when a score model writes new music."""
+        if task == "edit" and pasted is None and self._edits_scores and self.config.history_turns == 0:
+            return f"{self.conversation.score.rstrip()}\n\n{text}"
+        if task == "generate" and self.config.music_outputs == "score":
+            return score_request(text)
+        return text
+
+    def _heard(self, task: str, inputs: _Inputs, source: Audio | None, reads_score: bool) -> Audio | None:
+        """The music the LLM hears this turn: the conversation's. A model that writes only scores hears
+        music attached to this turn, or earlier music when asked about it; it edits the score it reads
+        and composes from words alone, as it was trained."""
+        if self.config.music_outputs != "score" or inputs.audio is not None:
+            return source
+        return None if reads_score or task == "generate" else source
+
+    def _prompt_history(self) -> list[Turn]:
+        """The earlier turns the prompt repeats (``config.history_turns``; None: all that fit)."""
+        keep = self.config.history_turns
+        return self.history if keep is None else self.history[len(self.history) - keep:] if keep else []
 
     def _decide_task(self, text: str, task: str, inputs: _Inputs, source: Audio | None) -> str:
         """The turn's task before the LLM runs, or "auto" when the model decides it from its reply.
@@ -263,9 +308,27 @@ class Assistant:
         """The model writes scores and the conversation has one: an edit changes the score."""
         return self.config.music_outputs != "audio" and self.conversation.score is not None
 
-    def _score_reply(self, text: str, response: str) -> Reply | None:
-        """The reply of a turn whose response holds ``<edit ...>`` tags (applied to the conversation's
-        score, :mod:`m2ugen.notation.edits`) or an ABC score; None when it holds neither.
+    def _pasted_score(self, text: str) -> str | None:
+        """The ABC tune in the user's message (:func:`~m2ugen.notation.score.find_abc`), for a model that
+        writes scores: it becomes the conversation's score once the turn succeeds, and the turn's edits
+        apply to it (a tune, a blank line, "Transpose it to G."). None when there is none.
+
+        Raises:
+            AbcError: the pasted tune cannot be read (the message names the line).
+        """
+        if self.config.music_outputs == "audio":
+            return None
+        from m2ugen.notation.score import find_abc, parse_abc
+
+        abc = find_abc(text)
+        if abc is not None:
+            parse_abc(abc)
+        return abc
+
+    def _score_reply(self, text: str, response: str, pasted: str | None = None) -> Reply | None:
+        """The reply of a turn whose response holds ``<edit ...>`` tags (applied to ``pasted``, the score
+        in the user's message, else the conversation's score; :mod:`m2ugen.notation.edits`) or an ABC
+        score; None when it holds neither.
 
         The score is played by the score decoder, its MIDI file written to :attr:`output_dir`, and it
         becomes the conversation's score; the history keeps the response with the edited score
@@ -277,9 +340,11 @@ class Assistant:
         edits = parse_edits(response)
         abc = find_abc(response)
         if edits:
-            if self.conversation.score is None:
-                raise MediaError("nothing to edit: the conversation has no score (ask for one or transcribe audio)")
-            score = apply_edits(parse_abc(self.conversation.score), edits)
+            base = pasted if pasted is not None else self.conversation.score
+            if base is None:
+                raise MediaError("nothing to edit: the conversation has no score (ask for one, paste one or "
+                                 "transcribe audio)")
+            score = apply_edits(parse_abc(base), edits)
             abc, task = score_to_abc(score), "edit"
             remembered = f"{response.strip()}\n{abc_block(abc)}"
         elif abc is not None:
@@ -344,6 +409,12 @@ class Assistant:
         from m2ugen.media import load_image, load_video, read_audio
 
         cfg = self.config
+        for modality, value in (("audio", audio), ("image", image), ("video", video)):
+            if value is not None and modality not in cfg.input_modalities:
+                raise MediaError(f"{modality} input is not available with this model ('{cfg.name}' understands "
+                                 f"{' and '.join(['text', *cfg.input_modalities])} only); {modality} needs a model "
+                                 "trained on it, such as a converted released M2UGen checkpoint "
+                                 "(`m2ugen convert released`, see docs/checkpoints.md)")
         out = _Inputs()
         if audio is not None:
             if isinstance(audio, np.ndarray):
@@ -450,10 +521,20 @@ def _video_frames(clip: np.ndarray, num_frames: int) -> np.ndarray:
     return np.asarray(clip[frame_indices(clip.shape[0], num_frames)], dtype=np.uint8)
 
 
+def bundled_mini() -> Path | None:
+    """The folder of the bundled m2ugen-mini (``m2ugen/assets/mini/``), or None when this install has none."""
+    from m2ugen.checkpoints import WEIGHTS_NAME
+
+    return MINI_DIR if (MINI_DIR / WEIGHTS_NAME).is_file() else None
+
+
 def _build_decoder(config: M2UGenConfig, device: str | torch.device | None) -> Any:
-    """The music decoder ``config`` names: a local checkpoint folder, or "tiny" for a tiny random one."""
+    """The music decoder ``config`` names: a local checkpoint folder, or "tiny" for a tiny random one; a
+    model that writes only scores and names no decoder folder (m2ugen-mini) gets the score decoder."""
     from m2ugen.decoders import load_decoder
 
+    if config.decoder_path is None and config.music_outputs == "score":
+        return load_decoder("score", "tiny")
     if config.decoder_path is None:
         raise ConfigError(f"config {config.name!r} names no decoder_path for its {config.decoder} decoder")
     if config.decoder_path == "tiny":

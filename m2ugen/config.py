@@ -17,12 +17,17 @@ from m2ugen.errors import ConfigError
 
 MODALITIES: tuple[str, ...] = ("audio", "image", "video")
 TINY_TOKENIZER_DIR = Path(__file__).parent / "assets" / "tiny_tokenizer"
+# The bundled m2ugen-mini (``m2ugen convert bundle``): what ``Assistant.demo()`` loads when it is installed.
+MINI_DIR = Path(__file__).parent / "assets" / "mini"
+# Frozen components and the prefix of their parameters in ``M2UGen.state_dict()``.
+COMPONENTS: dict[str, str] = {"llm": "llm.", "mert": "encoders.audio.", "vit": "encoders.image.",
+                              "vivit": "encoders.video."}
 
 
 # Field annotations (strings, see ``from __future__ import annotations``) -> the accepted types.
 _SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
-    "str | None": (str, type(None)), "dict[str, Any] | None": (dict, type(None)),
+    "str | None": (str, type(None)), "dict[str, Any] | None": (dict, type(None)), "list[str]": (list,),
 }
 
 
@@ -101,7 +106,16 @@ class M2UGenConfig:
     max_audio_seconds: float = 3600.0
     # Text.
     max_context: int = 1024
+    # Earlier turns repeated in each prompt (None: all that fit). A model trained on single turns
+    # (m2ugen-mini: 0) gets the conversation's state in the instruction instead: the score to edit.
+    history_turns: int | None = None
     dtype: str = "float32"
+    # The media the model was trained to understand; a turn with another is refused with a clear error
+    # instead of being answered from an untrained encoder (m2ugen-mini: audio only).
+    input_modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    # Frozen components ("llm", "mert", "vit", "vivit") whose every weight is in model.safetensors (a
+    # self-contained bundle, ``m2ugen convert bundle``): given by ``*_config``, built, then overwritten.
+    bundled: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.projector, dict):
@@ -113,9 +127,18 @@ class M2UGenConfig:
             raise ConfigError(f"decoder_conditioning must be 'embeddings' or 'caption', not {self.decoder_conditioning!r}")
         if self.music_outputs not in ("audio", "score", "both"):
             raise ConfigError(f"music_outputs must be 'audio', 'score' or 'both', not {self.music_outputs!r}")
-        for component in ("llm", "mert", "vit", "vivit"):
+        for component in COMPONENTS:
             if getattr(self, f"{component}_path") is None and getattr(self, f"{component}_config") is None:
                 raise ConfigError(f"{component}: give {component}_path (a local directory) or {component}_config")
+        unknown = [m for m in self.input_modalities if m not in MODALITIES]
+        if unknown or not all(isinstance(m, str) for m in self.input_modalities):
+            raise ConfigError(f"input_modalities: unknown {unknown}; use some of {', '.join(MODALITIES)}")
+        for component in self.bundled:
+            if component not in COMPONENTS:
+                raise ConfigError(f"bundled: unknown component {component!r}; use some of {', '.join(COMPONENTS)}")
+            if getattr(self, f"{component}_path") is not None or getattr(self, f"{component}_config") is None:
+                raise ConfigError(f"bundled: {component} is stored in the weights file, so give its "
+                                  f"{component}_config and no {component}_path")
 
     @property
     def num_injected_layers(self) -> int:
@@ -193,16 +216,20 @@ def _mini() -> M2UGenConfig:
     ``llm_config`` / ``mert_config`` are what ``m2ugen-train pretrain-lm`` / ``pretrain-encoder`` build
     (the LLM's vocabulary comes from the trained tokenizer, 2048 pieces); the M2UGen stages then point
     ``llm_path`` / ``mert_path`` at those stages' ``final`` folders. Its music is the score (ABC); image
-    and video encoders stay tiny and untrained. 14.6 M parameters, 58.6 MB in float32.
+    and video encoders stay tiny and untrained, so it takes audio only (``input_modalities``).
+    13.2 M parameters, 26.5 MB bundled (float16 matrices); ``m2ugen convert bundle`` makes it self-contained.
     """
     return M2UGenConfig(
         name="mini",
         llm_config=dict(vocab_size=2048, hidden_size=256, intermediate_size=704, num_hidden_layers=8,
                         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=1024,
                         rms_norm_eps=1e-5, rope_theta=10000.0, bos_token_id=1, eos_token_id=2),
-        mert_config=dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024,
-                         conv_dim=[128, 128, 128, 128, 128, 256, 256], conv_kernel=[10, 3, 3, 3, 3, 2, 2],
-                         conv_stride=[5, 2, 2, 2, 2, 2, 2], conv_bias=True, feat_extract_norm="layer",
+        # Front end: one learned filter bank (1024 taps = 64 ms at 16 kHz, hop 4 ms), then a 5-frame
+        # pooling conv: 50 frames/s. A quarter of the cost of MERT's 7-conv stack here, and each
+        # filter is long enough to resolve a semitone above ~250 Hz.
+        mert_config=dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+                         conv_dim=[256, 256], conv_kernel=[1024, 5], conv_stride=[64, 5], conv_bias=True,
+                         feat_extract_norm="layer",
                          do_stable_layer_norm=True, num_conv_pos_embeddings=64, num_conv_pos_embedding_groups=16,
                          mask_time_prob=0.05, mask_time_length=10),
         vit_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -212,14 +239,17 @@ def _mini() -> M2UGenConfig:
         decoder="musicgen",
         decoder_path=None,
         music_outputs="score",
+        input_modalities=["audio"],
         layers_per_modality=2,
         lora_rank=8,
         lora_alpha=8.0,
         adapter_blocks=2,
         projector=ProjectorConfig(d_model=32, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
                                   ffn_dim=64, num_queries=4, out_dim=16),
+        audio_sample_rate=16000,
         mert_window_seconds=10.0,
         max_context=1024,
+        history_turns=0,
     )
 
 

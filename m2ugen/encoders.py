@@ -94,9 +94,13 @@ class MusicEncoder(FrozenEncoder):
 
     @classmethod
     def from_config(cls, kwargs: dict[str, Any], **options: Any) -> "MusicEncoder":
+        """A random (seeded) encoder from HubertConfig ``kwargs``; their optional ``do_normalize`` is the
+        input normalisation a model folder keeps in ``preprocessor_config.json`` (default False)."""
+        kwargs = dict(kwargs)
+        normalize = bool(kwargs.pop("do_normalize", False))
         config = HubertConfig(**kwargs, tie_last_hidden_states=True)
         with seeded(0):
-            return cls(HubertModel(config), **options)
+            return cls(HubertModel(config), normalize=normalize, **options)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **options: Any) -> "MusicEncoder":

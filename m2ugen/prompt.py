@@ -10,6 +10,7 @@ would not fit the context. Responses that produce music end with `` [AUD0]...[AU
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
@@ -36,6 +37,20 @@ def with_aud_tokens(response: str, num_aud_tokens: int) -> str:
     """Append the [AUD] run that makes the model produce music."""
     tokens = "".join(f"[AUD{i}]" for i in range(num_aud_tokens))
     return f"{response} {tokens}" if response else tokens
+
+
+_LEADING_VERB = re.compile(r"^\s*(?:please\s+)?(?:write|compose|play|make|generate|create|give\s+me)\s+(?:me\s+)?",
+                           re.IGNORECASE)
+
+
+def score_request(text: str) -> str:
+    """A request for new music as a model that writes ABC was taught to read it:
+    "a lively jig in D on the fiddle" -> "Write a lively jig in D on the fiddle in ABC notation."
+    Text that already names ABC notation is kept as it is."""
+    if re.search(r"\babc\b|\bnotation\b", text, re.IGNORECASE):
+        return text
+    body = _LEADING_VERB.sub("", text.strip()).rstrip(" .!")
+    return f"Write {body} in ABC notation."
 
 
 def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:

@@ -14,7 +14,7 @@ pytest.importorskip("gradio")
 
 @pytest.fixture(scope="module")
 def bot():
-    return Assistant.demo()
+    return Assistant.tiny()
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def page(tmp_path_factory):
     from m2ugen.app import serve
 
     port = _free_port()
-    app = serve(Assistant.demo(), port=port, block=False)
+    app = serve(Assistant.tiny(), port=port, block=False)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (*BROWSER_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):

@@ -18,7 +18,7 @@ TUNE = "X:1\nT:Bells\nM:2/4\nL:1/8\nQ:1/4=120\nK:C\nV:1\n%%MIDI program 14\nc e 
 def test_a_score_reply_shows_its_abc_a_player_and_the_midi(tmp_path, monkeypatch) -> None:
     from m2ugen.app import ChatSession
 
-    bot = Assistant.demo(output_dir=tmp_path / "out")
+    bot = Assistant.tiny(output_dir=tmp_path / "out")
     bot.config.music_outputs = "score"
     responses = iter([f"Bells:\n```abc\n{TUNE}```", "<edit transpose=+2>"])
     monkeypatch.setattr(bot.model, "generate",

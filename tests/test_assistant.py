@@ -21,7 +21,7 @@ FAST = dict(max_new_tokens=8, seed=0)
 def bot():
     """One demo assistant for the module. Its gates are opened (they start at 0 = no injection) so
     that attached media change what the LLM computes, as after training."""
-    bot = Assistant.demo()
+    bot = Assistant.tiny()
     with torch.no_grad():
         bot.model.llm.injection.gate.fill_(1.0)
     return bot

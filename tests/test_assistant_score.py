@@ -45,7 +45,7 @@ class Script:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    bot = Assistant.demo(output_dir=tmp_path_factory.mktemp("scores"))
+    bot = Assistant.tiny(output_dir=tmp_path_factory.mktemp("scores"))
     bot.config.music_outputs = "score"
     return bot
 
@@ -91,6 +91,25 @@ def test_an_edit_without_a_score_is_a_clear_error(bot, monkeypatch) -> None:
     with pytest.raises(MediaError, match="nothing to edit: the conversation has no score"):
         bot.chat("Make it higher", task="answer")
     assert bot.history == []
+
+
+def test_a_score_pasted_into_the_message_is_the_one_edited_and_joins_the_conversation(bot, monkeypatch) -> None:
+    script = Script("<edit key=G>\nHere it is in G major.", "<edit tempo=x0.8>")
+    monkeypatch.setattr(bot.model, "generate", script)
+    reply = bot.chat(f"{WALTZ}\nTranspose it to G.")  # the edit_abc training format: tune, blank line, request
+    assert reply.task == "edit" and reply.abc == score_to_abc(apply_edits(parse_abc(WALTZ), [make_edit("key", "G")]))
+    assert WALTZ.strip() in bot.model.tokenizer.decode(script.prompts[0])
+    slower = bot.chat("Slower.")  # the next turn edits the edited score
+    assert slower.abc == score_to_abc(apply_edits(parse_abc(reply.abc), [make_edit("tempo", "x0.8")]))
+
+
+def test_a_pasted_score_joins_the_conversation_after_a_text_answer_and_bad_abc_fails_first(bot, monkeypatch) -> None:
+    monkeypatch.setattr(bot.model, "generate", Script("It is in C major."))
+    bot.chat(f"{WALTZ}\nWhat key is this in?")
+    assert bot.conversation.score == WALTZ
+    with pytest.raises(AbcError, match="line 3"):
+        bot.chat("X:1\nK:C\nC D & E|\n\nTranspose it to G.")
+    assert bot.conversation.score == WALTZ and len(bot.history) == 1
 
 
 def test_an_invalid_score_from_the_model_fails_the_turn_and_keeps_the_conversation(bot, monkeypatch) -> None:

@@ -1,7 +1,7 @@
 """The chat/generate/caption/edit commands, in-process through ``m2ugen.cli.main``.
 
 Commands check their inputs before loading a model, so the bad-input table never builds one; the
-others share one demo assistant (``load_assistant`` is patched), except the README's own demo run.
+others share one tiny random assistant (``load_assistant`` is patched), except the README's own demo run.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from m2ugen.assistant import DEMO_LABEL, Assistant
+from m2ugen.assistant import DEMO_LABEL, Assistant, bundled_mini
 from m2ugen.cli import main
 from m2ugen.commands import common
 from media_utils import melody, tone, write_audio, write_image, write_video
@@ -24,12 +24,12 @@ FAST = ["--max-new-tokens", "8", "--seed", "0"]
 
 @pytest.fixture(scope="module")
 def bot():
-    return Assistant.demo()
+    return Assistant.tiny()
 
 
 @pytest.fixture
 def shared(bot, monkeypatch):
-    """Make every command use the module's demo assistant (fresh conversation)."""
+    """Make every command's ``--demo`` use the module's tiny random assistant (fresh conversation)."""
     loads = []
 
     def load(args, output_dir=None, **kwargs):
@@ -66,13 +66,21 @@ def _one_line_error(capsys, only_line: bool = True) -> str:
 # --- working commands ------------------------------------------------------------------------------
 
 def test_readme_demo_command(tmp_path, monkeypatch, capsys):
-    """Exactly what .ci/run runs: a real Assistant.demo(), and -o's parent folder is created."""
+    """Exactly what .ci/run runs: a real Assistant.demo() (the bundled m2ugen-mini, or the tiny random model
+    in an install without it), and -o's parent folder is created."""
     monkeypatch.chdir(tmp_path)
-    assert main(["generate", "--demo", "a calm piano melody", "--seconds", "2", "-o", "out/demo.wav"]) == 0
-    assert _wav_seconds(tmp_path / "out" / "demo.wav") == pytest.approx(2.0)
+    assert main(["generate", "--demo", "a lively jig in D major on the fiddle", "-o", "out/jig.wav"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith(DEMO_LABEL)
-    assert "wrote out/demo.wav (2.00 s" in captured.err
+    if bundled_mini() is None:
+        assert _wav_seconds(tmp_path / "out" / "jig.wav") > 0.5
+        assert captured.out.startswith(DEMO_LABEL)
+        assert "wrote out/jig.wav (" in captured.err
+    else:  # m2ugen-mini writes a score: played at its own length, its ABC and MIDI files beside the audio
+        from m2ugen.notation.score import parse_abc
+
+        assert "loaded the bundled m2ugen-mini" in captured.err and not captured.out.startswith(DEMO_LABEL)
+        assert _wav_seconds(tmp_path / "out" / "jig.wav") > 0.5 and (tmp_path / "out" / "jig.mid").is_file()
+        parse_abc((tmp_path / "out" / "jig.abc").read_text())
 
 
 @pytest.mark.parametrize("media", ["text", "image", "cmyk", "video"])

@@ -323,16 +323,17 @@ def test_edit_abc_target_is_what_the_assistant_tool_makes(edit):
               "key": {"tonic": "B", "mode": "major"}, "tempo_bpm": 96.0 * edit.get("tempo_scale", 1.0)}
     records = clip_records(target, {"w__v0": source, "w__e0": target})
     (pair,), (audio_pair,) = records["edit_abc"], records["edit"]
-    assert pair.instruction.endswith(SOURCE_ABC) and audio_pair.meta["target_abc"] == pair.response
-    tool = score_to_abc(apply_edits(parse_abc(SOURCE_ABC), parse_edits(f"Sure.\n{pair.meta['edit_tag']}\n")))
-    assert pair.response == tool
-    before, after = parse_abc(SOURCE_ABC), parse_abc(pair.response)
+    tag = pair.meta["edit_tag"]
+    assert pair.instruction.startswith(SOURCE_ABC) and pair.response.startswith(f"{tag}\n")  # the model answers the tag
+    tool = score_to_abc(apply_edits(parse_abc(SOURCE_ABC), parse_edits(f"Sure.\n{tag}\n")))
+    assert pair.meta["target_abc"] == tool
+    before, after = parse_abc(SOURCE_ABC), parse_abc(tool)
     old = sorted((onset, pitch) for part in before.parts for onset, _, pitch in part_notes(part))
     new = sorted((onset, pitch) for part in after.parts for onset, _, pitch in part_notes(part))
     if edit["kind"] == "transpose":
         assert new == [(onset, pitch - 3) for onset, pitch in old]
     elif edit["kind"] == "tempo":
-        assert score_tempo(after) == round(96 * 1.337) and new == old
+        assert score_tempo(after) in (round(96 * 1.337), round(96 * 1.25)) and new == old  # exact figure or "Faster."
     elif edit["kind"] == "instrument":
         assert [part_program(part) for part in after.parts] == [40, 73] and new == old
     else:

@@ -279,9 +279,11 @@ def test_training_manifest_records_become_examples(tmp_path, corpus):
 
 
 @pytest.mark.slow
-def test_demo_command_writes_the_report(corpus, tiny_dirs, tmp_path, capsys):
+def test_demo_command_writes_the_report(corpus, tiny_dirs, tmp_path, capsys, monkeypatch):
+    import m2ugen.assistant
     from m2ugen.evaluation.cli import main
 
+    monkeypatch.setattr(m2ugen.assistant, "bundled_mini", lambda: None)  # the tiny random model, bundle or not
     out = tmp_path / "demo"
     code = main(["--demo", "--manifest", str(corpus), "--limit", "1", "--tasks", "qa", "--max-new-tokens", "8",
                  "--bertscore", str(tiny_dirs["bertscore"]), "-o", str(out)])

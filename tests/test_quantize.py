@@ -85,9 +85,9 @@ def test_int8_llm_logits_within_tolerance_and_decoding(tiny_model, monkeypatch):
 def test_assistant_quantize_option():
     from m2ugen.assistant import Assistant
 
-    bot = Assistant.demo(quantize="int8")
+    bot = Assistant.tiny(quantize="int8")
     assert bot.model.llm.quantized == "int8"
     reply = bot.chat("what tempo is this?", task="answer", max_new_tokens=4, temperature=0.0)
     assert reply.task == "answer" and reply.audio is None
     with pytest.raises(ConfigError, match="int4 needs a CUDA device"):
-        Assistant.demo(quantize="int4")
+        Assistant.tiny(quantize="int4")

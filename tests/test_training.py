@@ -56,6 +56,9 @@ def test_config_file_and_overrides(tmp_path):
         load_config(path, ["learning_rate=1"])
     with pytest.raises(ConfigError, match="batch_size must be >= 1"):
         load_config(path, ["batch_size=0"])
+    with pytest.raises(ConfigError, match="gate_init is tanh"):
+        load_config(path, ["gate_init=1.5"])
+    assert load_config(path, ["gate_init=0.5", 'lr_scales={"gate": 5}']).lr_scales == {"gate": 5.0}
     with pytest.raises(ConfigError, match="data format 'csv'"):
         load_config(None, ['data=[{"format": "csv", "path": "x"}]'])
 
@@ -124,7 +127,7 @@ def test_stage_trainable_sets_are_exact_and_all_receive_gradient(tiny_model):
 
 def test_optimizer_does_not_decay_biases_norms_gates_or_new_rows(tiny_model):
     names = trainable_names(tiny_model, STAGES["stage1"].trainable)
-    decay, rest = optimizer_groups(tiny_model, names, 0.05)
+    decay, rest = optimizer_groups(tiny_model, names, 0.05, 1e-4)
     by_id = {id(p): n for n, p in tiny_model.named_parameters()}
     decayed = {by_id[id(p)] for p in decay["params"]}
     assert decay["weight_decay"] == 0.05 and rest["weight_decay"] == 0.0
@@ -133,6 +136,18 @@ def test_optimizer_does_not_decay_biases_norms_gates_or_new_rows(tiny_model):
         assert not (name.endswith((".bias", ".new_weight")) or "norm" in name
                     or name in ("llm.injection.gate", "llm.injection.prefix_query")), name
     assert any("lora_A" in n for n in decayed) and any(n.startswith("adapters.") for n in decayed)
+
+
+def test_lr_scales_give_a_kind_its_own_learning_rate(tiny_model):
+    names = trainable_names(tiny_model, STAGES["stage1"].trainable)
+    groups = optimizer_groups(tiny_model, names, 0.05, 1e-4, {"gate": 20.0})
+    by_id = {id(p): n for n, p in tiny_model.named_parameters()}
+    lr_of = {by_id[id(p)]: group["lr"] for group in groups for p in group["params"]}
+    assert sorted(lr_of) == sorted(names)
+    assert lr_of["llm.injection.gate"] == pytest.approx(2e-3)
+    assert all(lr == pytest.approx(1e-4) for n, lr in lr_of.items() if n != "llm.injection.gate")
+    with pytest.raises(ConfigError, match="unknown parameter groups"):
+        optimizer_groups(tiny_model, names, 0.05, 1e-4, {"gates": 2.0})
 
 
 def test_lr_schedule_warmup_then_cosine_to_min():

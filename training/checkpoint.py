@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from m2ugen.checkpoints import WEIGHTS_NAME, load_torch_file, read_weights, write_weights
+from m2ugen.checkpoints import WEIGHTS_NAME, load_tensors, load_torch_file, write_weights
 from m2ugen.errors import CheckpointError
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -157,26 +157,6 @@ def read_rank_state(path: Path, rank: int, sharded: bool) -> tuple[dict, dict[st
 
 def read_scheduler(path: Path) -> dict:
     return load_torch_file(path / "scheduler.pt")
-
-
-def load_tensors(model: nn.Module, file: Path) -> list[str]:
-    """Copy the tensors of a safetensors file into ``model``'s parameters; returns their names.
-
-    Raises:
-        CheckpointError: the file is missing or corrupt, or names/shapes do not match the model.
-    """
-    tensors = read_weights(file)
-    params = dict(model.named_parameters())
-    unknown = sorted(set(tensors) - set(params))
-    wrong = sorted(n for n in tensors if n in params and tuple(tensors[n].shape) != tuple(params[n].shape))
-    if unknown or wrong:
-        detail = [f"{len(unknown)} unknown names (e.g. {unknown[:3]})"] if unknown else []
-        detail += [f"shape mismatch for {n}: {tuple(tensors[n].shape)} vs {tuple(params[n].shape)}" for n in wrong[:3]]
-        raise CheckpointError(f"{file}: does not match the model: " + "; ".join(detail))
-    with torch.no_grad():
-        for name, value in tensors.items():
-            params[name].copy_(value.to(params[name].dtype))
-    return sorted(tensors)
 
 
 def save_final(output_dir: Path, tensors: dict[str, torch.Tensor], model_config: dict, training: dict) -> Path:

@@ -104,6 +104,11 @@ class TrainConfig:
     max_steps: int | None = None  # optimizer steps; overrides epochs
     lr: float = 1e-4
     min_lr: float = 1e-6
+    # LR multipliers per trainable parameter kind (training/stages.py named_groups), e.g. {gate: 20}.
+    lr_scales: dict[str, float] = field(default_factory=dict)
+    # Start every injection gate at tanh(gate) = gate_init (after init_from) instead of where it was;
+    # None keeps them (zero in a new model). A short run on a small model learns faster with open gates.
+    gate_init: float | None = None
     warmup_steps: int = 0
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
@@ -139,6 +144,8 @@ class TrainConfig:
             problems.append(f"betas must be two numbers, got {self.betas}")
         if not 0 <= self.max_bad_fraction <= 1:
             problems.append(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+        if self.gate_init is not None and not -1 < self.gate_init < 1:
+            problems.append(f"gate_init is tanh(gate), so it must be in (-1, 1), got {self.gate_init}")
         if problems:
             raise ConfigError("training config: " + "; ".join(problems))
 

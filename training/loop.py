@@ -234,6 +234,9 @@ def _run_stage(cfg: TrainConfig, resume: bool, override: bool) -> RunResult:
     model_cfg = cfg.model_config()
     model = M2UGen.from_config(model_cfg)
     carried: list[str] = ckpt.load_stage_output(model, cfg.init_from) if cfg.init_from else []
+    if cfg.gate_init is not None:  # open the gates: the adapters get the full gradient from the first step
+        with torch.no_grad():
+            model.llm.injection.gate.fill_(math.atanh(cfg.gate_init))
     names = trainable_names(model, cfg.trainable_kinds)
     model.set_trainable(cfg.trainable_kinds)
     if cfg.gradient_checkpointing:
@@ -260,7 +263,8 @@ def _run_stage(cfg: TrainConfig, resume: bool, override: bool) -> RunResult:
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * order.per_epoch / cfg.grad_accum))
 
     # --- optimisation ---------------------------------------------------------------------
-    optimizer = torch.optim.AdamW(optimizer_groups(model, names, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+    optimizer = torch.optim.AdamW(optimizer_groups(model, names, cfg.weight_decay, cfg.lr, cfg.lr_scales),
+                                  lr=cfg.lr, betas=cfg.betas)
     scheduler = LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup_steps, cfg.min_lr / cfg.lr)
                          if cfg.lr > 0 else 0.0)
     start_step, position, problems_count, seen = 0, 0, 0, 0

@@ -9,7 +9,7 @@ checkpoint stores.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from torch import nn
@@ -77,11 +77,20 @@ def is_decayed(name: str, param: nn.Parameter, no_decay_names: set[str]) -> bool
     return param.ndim >= 2 and name not in no_decay_names
 
 
-def optimizer_groups(model: nn.Module, names: Sequence[str], weight_decay: float) -> list[dict]:
-    """Two AdamW groups over ``names``: decayed matrices and everything else at weight decay 0."""
+def optimizer_groups(model: nn.Module, names: Sequence[str], weight_decay: float, lr: float,
+                     lr_scales: Mapping[str, float] | None = None) -> list[dict]:
+    """AdamW groups over ``names``: decayed matrices and everything else at weight decay 0, each at
+    ``lr`` times the ``lr_scales`` of its parameter kind (e.g. ``{gate: 20}``: the zero-initialised
+    gates open in a short run on a small model; kinds not named keep ``lr``)."""
     groups = named_groups(model)
+    unknown = sorted(set(lr_scales or {}) - set(groups))
+    if unknown:
+        raise ConfigError(f"lr_scales: unknown parameter groups {unknown}; known: {sorted(groups)}")
+    scale_of = {n: float(scale) for kind, scale in (lr_scales or {}).items() for n in groups[kind]}
     no_decay = {n for kind in NO_DECAY_KINDS for n in groups.get(kind, [])}
     params = dict(model.named_parameters())
-    decay = [params[n] for n in names if is_decayed(n, params[n], no_decay)]
-    rest = [params[n] for n in names if not is_decayed(n, params[n], no_decay)]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    out: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for n in names:
+        out.setdefault((is_decayed(n, params[n], no_decay), scale_of.get(n, 1.0)), []).append(params[n])
+    return [{"params": ps, "weight_decay": weight_decay if decayed else 0.0, "lr": lr * scale}
+            for (decayed, scale), ps in sorted(out.items(), key=lambda item: (not item[0][0], item[0][1]))]

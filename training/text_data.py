@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from datasets_build.corpus_sources import COLLECTIONS, DEFAULT_COLLECTIONS, collection_works
 from m2ugen.errors import DataError
+from m2ugen.prompt import instruction_block
 from training.config import DataSource
 from training.data import read_source
 from training.pretrain_config import TextSource
@@ -65,7 +66,8 @@ def read_texts(sources: Sequence[TextSource]) -> list[str]:
                    if c["split"] == source.split and c.get("abc")]
         else:
             records, _ = read_source(DataSource(source.format, source.path))
-            got = [f"{r.instruction}\n{r.response}".strip() + "\n" for r in records]
+            # In the stages' prompt template, so the later stages start from text the LM has seen.
+            got = [instruction_block(r.instruction, first=True) + r.response.strip() + "\n" for r in records]
         texts += got[:source.limit]
     if not texts:
         raise DataError("the text sources hold no text")

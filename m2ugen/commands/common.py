@@ -29,7 +29,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--model", metavar="DIR", help="checkpoint directory (config.json + model.safetensors)")
     group.add_argument("--demo", action="store_true",
-                       help="the bundled tiny model with random weights: runs anywhere, output is noise")
+                       help="the bundled m2ugen-mini: a small model trained on rendered scores (audio questions, "
+                            "ABC scores; no image or video); without the bundle, a tiny random model")
     parser.add_argument("--device", default=None, help="torch device for --model, e.g. cuda (default: cpu)")
     parser.add_argument("--quantize", choices=("int8", "int4"), default=None,
                         help="weight-only quantized LLM: int8 (CPU or CUDA) or int4 (CUDA, bfloat16, needs torchao)")
@@ -79,11 +80,17 @@ def load_assistant(args: argparse.Namespace, **kwargs: Any):
     print("loading the model ...", file=sys.stderr, flush=True)
     kwargs.setdefault("quantize", args.quantize)
     if args.demo:
-        return Assistant.demo(progress=True, **kwargs)
-    assistant = Assistant.from_pretrained(args.model, device=args.device, progress=True, **kwargs)
+        assistant = Assistant.demo(progress=True, **kwargs)
+        if assistant.untrained:
+            return assistant
+        where = "the bundled m2ugen-mini"
+    else:
+        assistant = Assistant.from_pretrained(args.model, device=args.device, progress=True, **kwargs)
+        where = args.model
     cfg, llama = assistant.model.config, assistant.model.llm.model.config
-    print(f"loaded {args.model}: {cfg.name}, LLaMA {llama.num_hidden_layers} layers x {llama.hidden_size} "
-          f"(LoRA rank {cfg.lora_rank}), decoder {cfg.decoder}, {cfg.dtype}", file=sys.stderr, flush=True)
+    music = "ABC scores" if cfg.music_outputs == "score" else f"decoder {cfg.decoder}"
+    print(f"loaded {where}: {cfg.name}, LLaMA {llama.num_hidden_layers} layers x {llama.hidden_size} "
+          f"(LoRA rank {cfg.lora_rank}), {music}, {cfg.dtype}", file=sys.stderr, flush=True)
     return assistant
 
 

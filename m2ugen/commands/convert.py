@@ -1,4 +1,5 @@
-"""``m2ugen convert``: released M2UGen checkpoints, Meta LLaMA and audiocraft MusicGen -> our layouts."""
+"""``m2ugen convert``: released M2UGen checkpoints, Meta LLaMA and audiocraft MusicGen -> our layouts, and
+a trained run -> a self-contained bundle (m2ugen-mini)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from m2ugen.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("convert", help="convert released or foreign checkpoints",
+    parser = subparsers.add_parser("convert", help="convert released or foreign checkpoints; bundle a trained run",
                                    description="Convert checkpoints into the layouts m2ugen loads.")
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
 
@@ -58,6 +59,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mg.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     mg.set_defaults(func=run_musicgen)
 
+    bundle = kinds.add_parser(
+        "bundle", help="a trained run -> one self-contained model folder (how m2ugen-mini is shipped)",
+        description="Write a trained model as one folder that needs no other path: the LLM and music encoder "
+                    "a run loaded from folders are stored inside it (matrices in 16 bits). Run it from the "
+                    "folder the training ran in (the run's config names its parts relative to it).",
+        epilog="example: m2ugen convert bundle runs/mini/stage3 --out m2ugen/assets/mini --overwrite")
+    bundle.add_argument("run", help="a finished training stage's folder (its final/ is read), a final/ folder, "
+                        "or a model folder")
+    bundle.add_argument("--out", required=True, help="output directory (new or empty)")
+    bundle.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    bundle.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                        help="storage of the weight matrices (default float16; vectors stay float32); "
+                             "loading casts back to the model's dtype")
+    bundle.set_defaults(func=run_bundle)
+
 
 def check_out_dir(args: argparse.Namespace) -> None:
     """Refuse to mix a new conversion into a folder that already holds files (stale shards would stay)."""
@@ -95,6 +111,14 @@ def run_llama(args: argparse.Namespace) -> int:
 
     out = convert_meta_llama(args.source, args.out, tokenizer=args.tokenizer, max_positions=args.max_positions)
     print(f"wrote {out}")
+    return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    check_out_dir(args)
+    from m2ugen.convert.bundle import bundle_run
+
+    print("\n".join(bundle_run(args.run, args.out, dtype=args.dtype).lines))
     return 0
 
 

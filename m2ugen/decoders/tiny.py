@@ -1,4 +1,4 @@
-"""Tiny random decoders of the real architectures, for tests and ``Assistant.demo()``.
+"""Tiny random decoders of the real architectures, for tests and ``Assistant.tiny()``.
 
 Every builder is seeded (the same call gives the same weights), needs no download, runs on a CPU in
 well under a second, and returns a decoder whose ``save_pretrained`` folder ``from_pretrained`` reads

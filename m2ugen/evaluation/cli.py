@@ -1,8 +1,9 @@
 """``m2ugen-eval``: evaluate a model on a corpus ``clips.jsonl`` or a training manifest and write a report.
 
-``m2ugen-eval --demo`` runs everything on the tiny random model, with tiny random scoring models
-and a four-tune demo corpus unless others are given: the numbers are at
-chance, and the run shows the whole pipeline in a few minutes on two CPU cores.
+``m2ugen-eval --demo`` runs everything on the demo model (the bundled m2ugen-mini; without the bundle,
+the tiny random model), with tiny random scoring models and a four-tune demo corpus unless others are
+given: the scoring models' numbers are at chance, and the run shows the whole pipeline in a few minutes
+on two CPU cores.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", metavar="DIR", help="checkpoint directory to evaluate")
     which.add_argument("--demo", action="store_true",
-                       help="the tiny random model (and tiny random scoring models and demo corpus if not given)")
+                       help="the demo model, the bundled m2ugen-mini (without it, the tiny random model); tiny "
+                            "random scoring models and the demo corpus if not given")
     parser.add_argument("--manifest", metavar="FILE", help="clips.jsonl of a corpus build, or a training manifest")
     parser.add_argument("--split", default="test", help="corpus split to evaluate (default test; 'all' for every clip)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many clips/records")
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=None,
                         help="music length (default: the reference clip's; with --demo 1 s)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="longest text answer in tokens (default 256; with --demo 48)")
+                        help="longest text answer in tokens (default 256; 48 with the tiny random model)")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and of the controls (default 0)")
     parser.add_argument("--device", default=None, help="torch device for --model (default cpu)")
     parser.add_argument("-o", "--out", metavar="DIR", help="report folder (default: out/eval-demo with --demo)")
@@ -94,9 +96,13 @@ def run(args: argparse.Namespace) -> int:
             return Assistant.demo()
         return Assistant.from_pretrained(args.model, device=args.device)
 
-    name = "tiny random demo model (untrained)" if args.demo else str(args.model)
+    from m2ugen.assistant import bundled_mini
+
+    random_model = args.demo and bundled_mini() is None
+    name = ("tiny random demo model (untrained)" if random_model else "bundled m2ugen-mini" if args.demo
+            else str(args.model))
     seconds = 1.0 if args.demo and args.seconds is None else args.seconds
-    max_new_tokens = args.max_new_tokens or (48 if args.demo else 256)
+    max_new_tokens = args.max_new_tokens or (48 if random_model else 256)
     _, paths = run_evaluation(manifest, out, assistant=load_assistant, model_dirs=dirs, model_name=name, tasks=args.tasks,
                               split=None if args.split == "all" else args.split, limit=args.limit, skip=args.skip,
                               seconds=seconds, seed=args.seed, chat_settings={"max_new_tokens": max_new_tokens},

@@ -27,7 +27,8 @@ STYLES: dict[str, str] = {
     "mazurka": "mazurka", "slide": "slide", "schottische": "schottische", "barndance": "barndance",
     "barn dance": "barndance", "air": "air", "slow air": "air", "minuet": "minuet", "gavotte": "gavotte",
     "bourree": "bourree", "bourrée": "bourree", "gigue": "jig", "polska": "polska", "chorale": "chorale",
-    "hymn": "hymn", "song": "song", "carol": "carol", "rag": "rag", "ragtime": "rag",
+    "hymn": "hymn", "song": "song", "carol": "carol", "rag": "rag", "ragtime": "rag", "fling": "fling",
+    "highland fling": "fling", "madrigal": "madrigal",
 }
 _STYLE = re.compile(r"\b(" + "|".join(re.escape(s) for s in sorted(STYLES, key=len, reverse=True)) + r")s?\b")
 _ACCIDENTAL = {"#": "#", "♯": "#", "sharp": "#", "b": "b", "♭": "b", "flat": "b", "": ""}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from m2ugen.errors import ConfigError
+from m2ugen.errors import ConfigError, M2UGenError
 from m2ugen.evaluation import fad as fadlib
 from m2ugen.evaluation import measure, scores, text, transcription
 from m2ugen.evaluation.embeddings import AudioTagger, ClapEmbedder, EncodecEmbedder
@@ -169,10 +169,14 @@ def _run_transcribe(bot, ex: Example, rec: dict, models: EvalModels, out: Path, 
 
 
 def _run_score(bot, ex: Example, rec: dict, models: EvalModels, out: Path, seconds, settings) -> None:
-    reply = bot.chat(ex.instruction, task="answer", **settings)
-    answer = _strip_label(reply.text)
-    score, problem = scores.read_score(answer)
-    rec.update(answer=answer, invalid_because=problem)
+    try:
+        reply = bot.chat(ex.instruction, task="answer", **settings)
+        answer, failure = _strip_label(reply.text), None
+        written = reply.abc or answer  # a score model's <edit> tags are applied by the assistant: judge its score
+    except M2UGenError as err:  # e.g. an edit tag the score tools cannot apply: this example fails, the run goes on
+        answer, written, failure = "", "", str(err)
+    score, problem = scores.read_score(written)
+    rec.update(answer=answer, invalid_because=failure or problem)
     rec["scores"]["valid"] = float(score is not None)
     if ex.task == "score":
         for name, value in (scores.adherence(score, ex.requested) if score is not None else

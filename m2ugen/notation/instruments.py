@@ -44,8 +44,11 @@ SYNONYMS: dict[str, int] = {
     "pad": 88, "sitar": 104, "banjo": 105, "shamisen": 106, "koto": 107, "kalimba": 108,
     "bagpipe": 109, "bagpipes": 109, "steel drums": 114,
 }
+# What the parser reads: every GM name too ("synth choir", "lead 2 (sawtooth)", as the corpus labels say
+# them), the words above winning where both name one ("fiddle" is a violin, not GM's ethnic Fiddle).
+_WORDS: dict[str, int] = {**{pretty_midi.program_to_instrument_name(p).lower(): p for p in range(128)}, **SYNONYMS}
 _SYNONYM_PATTERN = re.compile(
-    r"\b(" + "|".join(re.escape(word) for word in sorted(SYNONYMS, key=len, reverse=True)) + r")\b")
+    r"(?<!\w)(" + "|".join(re.escape(word) for word in sorted(_WORDS, key=len, reverse=True)) + r")(?!\w)")
 
 
 def program_name(program: int) -> str:
@@ -63,14 +66,15 @@ def program_family(program: int, *, is_drum: bool = False) -> str:
 
 
 def programs_in_text(text: str) -> list[int]:
-    """GM programs of the instruments named in ``text``, in order of mention (no repeats).
+    """GM programs of the instruments named in ``text`` (a word of :data:`SYNONYMS` or a GM name, the
+    longest that matches), in order of mention (no repeats).
 
-    >>> programs_in_text("A jig for fiddle and piano")
-    [40, 0]
+    >>> programs_in_text("A jig for fiddle and piano, then the synth choir")
+    [40, 0, 54]
     """
     found: list[int] = []
     for match in _SYNONYM_PATTERN.finditer(text.lower()):
-        program = SYNONYMS[match.group(1)]
+        program = _WORDS[match.group(1)]
         if program not in found:
             found.append(program)
     return found
