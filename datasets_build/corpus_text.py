@@ -9,6 +9,7 @@ composition request and a text -> music generation request; per edit clip: the a
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -129,7 +130,7 @@ def edit_instruction(edit: Mapping[str, Any], source: Mapping[str, Any], target:
     """The user's words for an exact edit, with the facts of both sides, and the ``<edit ...>`` tag that
     does exactly what they ask (short requests such as "Slower." get the tools' usual step, x0.8)."""
     kind = edit["kind"]
-    pick = lambda options: _pick(target["id"], "edit", options)  # noqa: E731
+    pick = functools.partial(_pick, target["id"], "edit")
     if kind == "transpose":
         steps = edit["semitones"]
         direction = "up" if steps > 0 else "down"
@@ -192,10 +193,7 @@ def edited_abc(source_abc: str, edit: Mapping[str, Any]) -> str:
     Raises:
         M2UGenError: the source ABC cannot be read (AbcError) or the edit cannot be applied (EditError).
     """
-    from m2ugen.notation.edits import apply_edits
-    from m2ugen.notation.score import parse_abc, score_to_abc
-
-    return score_to_abc(apply_edits(parse_abc(source_abc), [score_edit(edit)]))
+    return tagged_abc(source_abc, edit_tag(edit))
 
 
 def _tag_response(tag: str, kind: str, target: Mapping[str, Any]) -> str:
@@ -251,7 +249,8 @@ def clip_records(row: Mapping[str, Any], rows_by_id: Mapping[str, Mapping[str, A
         # The model answers with the tag, the assistant's tools apply it (m2ugen.notation.edits); meta keeps the score.
         out["edit_abc"].append(ManifestRecord(f"{cid}:edit_abc", "text", f"{source['abc']}\n{instruction}",
                                               f"{tag}\n{_tag_response(tag, edit['kind'], row)}",
-                                              meta={**pair_meta, "target_abc": tagged_abc(source["abc"], tag)}))
+                                              meta={**pair_meta, "target_abc": target_abc if tag == edit_tag(edit)
+                                                    else tagged_abc(source["abc"], tag)}))
     return out
 
 

@@ -219,7 +219,8 @@ class Assistant:
         with stages:
             stages.set_postfix_str("encoding inputs")
             instruction = self._instruction(text, task, pasted)
-            heard = self._heard(task, inputs, source, reads_score=pasted is not None or task == "edit" and instruction != text)
+            reads_score = pasted is not None or (task == "edit" and instruction != text)
+            heard = self._heard(task, inputs, source, reads_score)
             features, present = self._features([replace(inputs, audio=heard)])
             stages.update()
             stages.set_postfix_str("language model")
@@ -276,7 +277,9 @@ class Assistant:
     def _prompt_history(self) -> list[Turn]:
         """The earlier turns the prompt repeats (``config.history_turns``; None: all that fit)."""
         keep = self.config.history_turns
-        return self.history if keep is None else self.history[len(self.history) - keep:] if keep else []
+        if keep is None:
+            return self.history
+        return self.history[-keep:] if keep else []
 
     def _decide_task(self, text: str, task: str, inputs: _Inputs, source: Audio | None) -> str:
         """The turn's task before the LLM runs, or "auto" when the model decides it from its reply.
