@@ -13,7 +13,8 @@ weights, same run, same thread count:
            floor for any injection scheme, so ``overhead_vs_plain`` is the cost of M2UGen's own machinery
   nocache  the original M2UGen algorithm on our model: every step recomputes the whole prefix
 int8 accuracy: logits of the int8 model with the fp32 model's 256 greedy tokens forced (teacher
-forcing): max |delta| and how often its argmax agrees; and its own free-running greedy tokens.
+forcing): max |delta| and how often its argmax agrees; and its own free-running greedy tokens. On the
+random weights above, and with ``--trained DIR`` also on a trained model folder (a composition request).
 Last line: ``decode: bound_fraction=<f> overhead_vs_plain=<r>x speedup_vs_nocache=<s>x int8_speedup=<q>x``.
 """
 
@@ -126,6 +127,43 @@ class ForceAndRecord(LogitsProcessor):
         return out
 
 
+def int8_agreement(model: M2UGen, int8: M2UGen, prompt: list[int], feats: dict | None, fp32_tokens: list[int],
+                   int8_tokens: list[int], no_eos: LogitsProcessorList) -> str:
+    """int8 against fp32: logits along the fp32 greedy answer (teacher forcing) and int8's own greedy answer."""
+    recorded = {}
+    for name, m in (("fp32", model), ("int8", int8)):
+        proc = ForceAndRecord(fp32_tokens)
+        m.generate([prompt], features=feats, max_new_tokens=len(fp32_tokens), project=False,
+                   logits_processor=LogitsProcessorList([*no_eos, proc]))
+        recorded[name] = torch.stack(proc.scores)
+    fp32_logits, int8_logits = recorded["fp32"], recorded["int8"]
+    finite = torch.isfinite(fp32_logits)
+    delta = (int8_logits - fp32_logits)[finite].abs().max().item()
+    spread = fp32_logits[finite].std().item()
+    forced_same = int((int8_logits.argmax(-1) == fp32_logits.argmax(-1)).sum())
+    free_same = sum(a == b for a, b in zip(fp32_tokens, int8_tokens))
+    first_diff = next((i for i, (a, b) in enumerate(zip(fp32_tokens, int8_tokens)) if a != b), len(fp32_tokens))
+    return (f"int8 logits along the fp32 answer: max |delta| {delta:.4f} (logits std {spread:.3f}), argmax equal "
+            f"{forced_same}/{len(fp32_tokens)}; free-running greedy tokens equal {free_same}/{len(fp32_tokens)} "
+            f"(first difference at {first_diff})")
+
+
+def trained_int8_agreement(folder: str, new: int) -> str:
+    """:func:`int8_agreement` on a trained model folder (e.g. the bundled m2ugen-mini), whose logits have
+    the margins of a real model (random weights have many near-ties), for a composition request."""
+    from m2ugen.prompt import encode_dialogue, score_request
+
+    model = M2UGen.from_pretrained(folder).eval()
+    int8 = copy.deepcopy(model)
+    model.llm.optimize_for_inference()
+    int8.llm.optimize_for_inference(quantize="int8")
+    prompt, _ = encode_dialogue(model.tokenizer, score_request("Compose a lively jig in D major for fiddle."))
+    no_eos = LogitsProcessorList([SuppressTokensLogitsProcessor([model.tokenizer.eos_token_id])])
+    answers = [m.generate([prompt], max_new_tokens=new, project=False, logits_processor=no_eos)[0].token_ids
+               for m in (model, int8)]
+    return int8_agreement(model, int8, prompt, None, answers[0], answers[1], no_eos)
+
+
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,6 +174,8 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--new", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--trained", default=None,
+                        help="also check int8 against fp32 on this trained model folder (e.g. m2ugen/assets/mini)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, int8, stock = build(args.layers, args.dim, args.vocab, args.heads or args.dim // 64)
@@ -203,24 +243,9 @@ def main() -> None:
         same = sum(a == b for a, b in zip(tokens["ours"], tokens[key]))
         print(f"greedy tokens equal to {key}'s: {same}/{args.new}")
 
-    # int8 accuracy: logits along the fp32 greedy answer, and int8's own greedy answer.
-    script = tokens["ours"]
-    recorded = {}
-    for name, m in (("fp32", model), ("int8", int8)):
-        proc = ForceAndRecord(script)
-        m.generate([prompt], features=feats, max_new_tokens=args.new, project=False,
-                   logits_processor=LogitsProcessorList([no_eos[0], proc]))
-        recorded[name] = torch.stack(proc.scores)
-    fp32_logits, int8_logits = recorded["fp32"], recorded["int8"]
-    finite = torch.isfinite(fp32_logits)
-    delta = (int8_logits - fp32_logits)[finite].abs().max().item()
-    spread = fp32_logits[finite].std().item()
-    forced_same = int((int8_logits.argmax(-1) == fp32_logits.argmax(-1)).sum())
-    free_same = sum(a == b for a, b in zip(tokens["ours"], tokens["int8"]))
-    first_diff = next((i for i, (a, b) in enumerate(zip(tokens["ours"], tokens["int8"])) if a != b), args.new)
-    print(f"int8 logits along the fp32 answer: max |delta| {delta:.4f} (logits std {spread:.3f}), "
-          f"argmax equal {forced_same}/{args.new}; free-running greedy tokens equal {free_same}/{args.new} "
-          f"(first difference at {first_diff})")
+    print("random weights: " + int8_agreement(model, int8, prompt, feats, tokens["ours"], tokens["int8"], no_eos))
+    if args.trained:
+        print(f"trained weights ({args.trained}): " + trained_int8_agreement(args.trained, args.new))
     bound_fraction = fp32_bytes / bandwidth / (secs["ours"] / args.new)
     print(f"decode: bound_fraction={bound_fraction:.2f} overhead_vs_plain={secs['ours'] / secs['plain']:.3f}x "
           f"speedup_vs_nocache={secs['nocache'] / secs['ours']:.1f}x int8_speedup={secs['ours'] / secs['int8']:.2f}x")

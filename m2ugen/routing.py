@@ -55,6 +55,9 @@ _GENRES = (r"jazz|blues|rock|pop|hip hop|hip-hop|rap|lo-fi|lofi|funk|soul|disco|
 _MUSIC_NOUN = (r"(music|song|songs|melody|melodies|tune|tunes|track|tracks|piece|soundtrack|score|beat|beats|"
                r"accompaniment|jingle|loop|riff|chords|chord progression|anthem|lullaby|ballad|symphony|"
                r"sonata|theme|waltz|march|fugue|prelude|nocturne|etude|concerto|overture|serenade|hymn|"
+               # dance and song forms of the folk, chorale and madrigal collections m2ugen-mini learned from
+               r"reel|reels|jig|jigs|hornpipe|hornpipes|strathspey|fling|slide|polka|mazurka|minuet|gavotte|"
+               r"air|chorale|madrigal|quartet|carol|"
                rf"instrumental|groove|jam|{_GENRES})")
 _MUSIC_REQUEST = re.compile(
     r"\b(generate|compose|create|make|write|produce|play|give me|sing|improvise|render|i want|i'd like|"

@@ -31,6 +31,10 @@ AUD, IMG, VID = "audio", "image", "video"
     ("Write music for this picture", {IMG}, "generate"),
     ("Score this clip", {VID}, "generate"),
     ("Compose a sad waltz", set(), "generate"),
+    ("Write a reel in D for fiddle and piano.", set(), "generate"),  # the folk forms m2ugen-mini writes
+    ("Give me a hornpipe in G for flute.", set(), "generate"),
+    ("Write a chorale in G major for organ", set(), "generate"),
+    ("Is this a reel?", {AUD}, "answer"),
     ("What kind of music is this?", {AUD}, "answer"),
     ("What music would fit this picture?", {IMG}, "answer"),
     # rule 4: an image or a video without a question

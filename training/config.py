@@ -46,19 +46,22 @@ class DataSource:
     (image captions), ``muvideo_captions``, ``musicqa``, ``alpaca``, ``muimage``, ``muvideo``,
     ``muedit`` (instruction lists). ``media_root``: folder the media names are relative to (default:
     the manifest's folder, or the released layout's media folder next to the JSON). ``limit``: use
-    only the first N records.
+    only the first N records. ``repeat``: each record that many times per epoch (weights a source up).
     """
 
     format: str
     path: str
     media_root: str | None = None
     limit: int | None = None
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         if self.format not in DATA_FORMATS:
             raise ConfigError(f"data format {self.format!r} is unknown; use one of {', '.join(DATA_FORMATS)}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"data limit must be >= 1, got {self.limit}")
+        if self.repeat < 1:
+            raise ConfigError(f"data repeat must be >= 1, got {self.repeat}")
 
 
 def loop_setting_problems(cfg: Any) -> list[str]:

@@ -150,7 +150,7 @@ def read_sources(sources: Sequence[DataSource]) -> tuple[list[ManifestRecord], l
     records, problems = [], []
     for source in sources:
         got, bad = read_source(source)
-        records += got
+        records += got * source.repeat
         problems += bad
     if not records:
         raise DataError("no usable training records in " + ", ".join(s.path for s in sources) if sources

@@ -28,12 +28,14 @@ class TextSource:
     (``path``: optional corpus ``clips.jsonl``; its valid/test works are left out). ``clips``: the ABC score of every
     clip of ``split`` in a corpus ``clips.jsonl``. Any data format of the M2UGen stages (``manifest``,
     ``musicqa``, ...): each record's instruction and response. ``limit``: the first N texts only.
+    ``repeat``: each text that many times (weights a source up, e.g. the composition requests).
     """
 
     format: str
     path: str | None = None
     split: str = "train"
     limit: int | None = None
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         if self.format not in TEXT_FORMATS:
@@ -44,6 +46,8 @@ class TextSource:
             raise ConfigError(f"text split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"text limit must be >= 1, got {self.limit}")
+        if self.repeat < 1:
+            raise ConfigError(f"text repeat must be >= 1, got {self.repeat}")
 
 
 def _text_sources(value: list[Any], name: str) -> list[TextSource]:
@@ -158,7 +162,8 @@ class EncoderConfig(PretrainConfig):
     ``clips``: corpus ``clips.jsonl`` files; clips of ``train_split`` train, of ``val_split`` evaluate
     (the first ``val_limit`` of them, each from its start). ``crop_seconds``: length of the random
     crop one training sample is. ``loss_weights``: per head (pitch, onset, family, key, metre, tempo,
-    style), 1.0 when not given.
+    style, families), 1.0 when not given. ``front_end_init``: ``"gabor"`` starts the first convolution
+    (the filter bank) as cosine/sine pairs at log-spaced frequencies instead of random; ``None``: random.
     """
 
     stage: str = "pretrain-encoder"
@@ -168,9 +173,12 @@ class EncoderConfig(PretrainConfig):
     val_limit: int | None = 200
     crop_seconds: float = 6.0
     loss_weights: dict[str, float] = field(default_factory=dict)
+    front_end_init: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.front_end_init not in (None, "gabor"):
+            raise ConfigError(f"pretrain-encoder config: front_end_init must be 'gabor' or null, got {self.front_end_init!r}")
         if not self.clips:
             raise ConfigError("pretrain-encoder config: clips must name at least one clips.jsonl")
         if self.train_split not in SPLITS or self.val_split not in (*SPLITS, None):

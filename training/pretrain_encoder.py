@@ -9,7 +9,8 @@ training, so frame targets inside a mask must be inferred from context, as in ME
 
 Heads (dropped after pretraining, kept in ``final/heads.safetensors`` for probing): one linear layer
 over the last hidden state per frame (pitch, onset, family: binary cross-entropy) and one over its
-time mean per clip (key, metre, tempo bin, style: cross-entropy). ``final/`` is a Hugging Face
+time mean per clip (key, metre, tempo bin, style: cross-entropy; the families heard anywhere in the
+crop: binary cross-entropy, so the time mean the adapters read names the instruments). ``final/`` is a Hugging Face
 Hubert folder that :meth:`m2ugen.encoders.MusicEncoder.from_pretrained` (``mert_path``) loads.
 """
 
@@ -36,6 +37,24 @@ from training.text_data import read_clips
 
 FRAME_TERMS: tuple[str, ...] = ("pitch", "onset", "family")
 CLIP_TERMS: tuple[str, ...] = ("key", "metre", "tempo", "style")
+FAMILY_COLUMNS = slice(2 * NUM_PITCHES + 1, 2 * NUM_PITCHES + 1 + len(FAMILIES))  # of frame_targets
+
+
+def gabor_filterbank_(weight: torch.Tensor, sample_rate: int, low_hz: float = 40.0, high_hz: float = 7600.0) -> None:
+    """Overwrite a (filters, 1, taps) convolution weight with Hann-windowed cosine/sine pairs at
+    log-spaced frequencies (half the filters each), so the front end starts as a spectrogram-like
+    filter bank (as LEAF and SincNet do) instead of learning one from random weights. Unit L2 norm."""
+    filters, _, taps = weight.shape
+    pairs = filters // 2
+    freqs = torch.logspace(np.log10(low_hz), np.log10(min(high_hz, 0.45 * sample_rate)), pairs)
+    t = (torch.arange(taps) - (taps - 1) / 2) / sample_rate
+    window = torch.hann_window(taps, periodic=False)
+    phase = 2 * torch.pi * freqs[:, None] * t[None]
+    bank = torch.cat([torch.cos(phase), torch.sin(phase)]) * window
+    if filters % 2:
+        bank = torch.cat([bank, window[None]])
+    with torch.no_grad():
+        weight.copy_((bank / bank.norm(dim=-1, keepdim=True))[:, None].to(weight.dtype))
 
 
 class LabeledEncoder(nn.Module):
@@ -46,7 +65,8 @@ class LabeledEncoder(nn.Module):
         hidden = encoder.config.hidden_size
         self.encoder = encoder
         self.frame_sizes = (NUM_PITCHES, NUM_PITCHES + 1, len(FAMILIES))
-        self.clip_sizes = (NUM_KEYS, max(1, len(vocab.metres)), TEMPO_BINS, max(1, len(vocab.styles)))
+        self.clip_sizes = (NUM_KEYS, max(1, len(vocab.metres)), TEMPO_BINS, max(1, len(vocab.styles)),
+                           len(FAMILIES))
         self.frame_head = nn.Linear(hidden, sum(self.frame_sizes))
         self.clip_head = nn.Linear(hidden, sum(self.clip_sizes))
 
@@ -60,9 +80,9 @@ class LabeledEncoder(nn.Module):
 class EncoderTask:
     """Random crops of the training clips with their exact targets, for :func:`training.pretrain_loop.run_pretrain`."""
 
-    terms = (*FRAME_TERMS, *CLIP_TERMS)
-    # Frame F1 at probability 0.5; clip accuracies of the most likely class; tempo: within one bin (~5 %).
-    scores = ("pitch_f1", "onset_f1", "family_f1", "key_acc", "metre_acc", "tempo_acc", "style_acc")
+    terms = (*FRAME_TERMS, *CLIP_TERMS, "families")
+    # Frame and clip-family F1 at probability 0.5; clip accuracies of the most likely class; tempo: within one bin (~5 %).
+    scores = ("pitch_f1", "onset_f1", "family_f1", "key_acc", "metre_acc", "tempo_acc", "style_acc", "families_f1")
 
     def __init__(self, cfg: EncoderConfig) -> None:
         self.cfg = cfg
@@ -86,6 +106,8 @@ class EncoderTask:
             raise DataError(f"pretrain-encoder: no {cfg.train_split!r} clips in {', '.join(cfg.clips)}")
         self.vocab = Vocabulary.of([clips[i] for i in self.train])
         self.model = LabeledEncoder(HubertModel(HubertConfig(**model_cfg.mert_config)), self.vocab)
+        if cfg.front_end_init == "gabor":
+            gabor_filterbank_(self.model.encoder.feature_extractor.conv_layers[0].conv.weight, self.sample_rate)
         self.hop = int(np.prod(self.model.encoder.config.conv_stride))
         self.crop = int(round(cfg.crop_seconds * self.sample_rate))
         self.num_frames = int(self.model.encoder._get_feat_extract_output_lengths(self.crop))
@@ -130,10 +152,12 @@ class EncoderTask:
         sizes = self.model.frame_sizes
         for term, logits, target in zip(FRAME_TERMS, frame_logits.split(sizes, -1), targets.split(sizes, -1)):
             values[term] = F.binary_cross_entropy_with_logits(logits, target)
-        for k, (term, logits) in enumerate(zip(CLIP_TERMS, clip_logits.split(self.model.clip_sizes, -1))):
+        *clip_parts, family_logits = clip_logits.split(self.model.clip_sizes, -1)
+        for k, (term, logits) in enumerate(zip(CLIP_TERMS, clip_parts)):
             known = labels[:, k] != IGNORE
             values[term] = (F.cross_entropy(logits[known], labels[known, k]) if bool(known.any())
                             else logits.sum() * 0.0)
+        values["families"] = F.binary_cross_entropy_with_logits(family_logits, targets[..., FAMILY_COLUMNS].amax(1))
         total = sum(self.weights[t] * v for t, v in values.items())
         return total, {t: float(v.detach()) for t, v in values.items()}
 
@@ -147,11 +171,14 @@ class EncoderTask:
             predicted = logits > 0
             hits = float((predicted & (target > 0.5)).sum())
             result[f"{term}_f1"] = (2 * hits, int(predicted.sum() + (target > 0.5).sum()))  # micro F1 = 2H / (P + T)
-        for k, (term, logits) in enumerate(zip(CLIP_TERMS, clip_logits.split(self.model.clip_sizes, -1))):
+        *clip_parts, family_logits = clip_logits.split(self.model.clip_sizes, -1)
+        for k, (term, logits) in enumerate(zip(CLIP_TERMS, clip_parts)):
             known = labels[:, k] != IGNORE
             error = (logits.argmax(-1) - labels[:, k]).abs()[known]
             right = error <= 1 if term == "tempo" else error == 0
             result[f"{term}_acc"] = (float(right.sum()), int(known.sum()))
+        predicted, heard = family_logits > 0, targets[..., FAMILY_COLUMNS].amax(1) > 0.5
+        result["families_f1"] = (2 * float((predicted & heard).sum()), int(predicted.sum() + heard.sum()))
         return result
 
     def save_final(self, model: nn.Module, folder: Path) -> None:

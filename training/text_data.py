@@ -68,7 +68,7 @@ def read_texts(sources: Sequence[TextSource]) -> list[str]:
             records, _ = read_source(DataSource(source.format, source.path))
             # In the stages' prompt template, so the later stages start from text the LM has seen.
             got = [instruction_block(r.instruction, first=True) + r.response.strip() + "\n" for r in records]
-        texts += got[:source.limit]
+        texts += got[:source.limit] * source.repeat
     if not texts:
         raise DataError("the text sources hold no text")
     return texts
