@@ -40,14 +40,13 @@ Run: ``.venv/bin/python bench/mini.py [--model runs/mini/stage3/final] [--limit 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import re
 import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -220,22 +219,6 @@ def describe(bot: Any, corpus: Corpus, rows: Sequence[dict[str, Any]], settings:
             results.append({"clip": row["id"], "fact": fact, "question": question, "answer": answer,
                             "label": str(fact_value(row, fact)), "score": score, "error": error})
     return results
-
-
-@contextlib.contextmanager
-def gates_at_zero(bot: Any) -> Iterator[None]:
-    """Every injection gate of the model set to 0 (no audio, image or video reaches the LLM), then restored."""
-    import torch
-
-    gate = bot.model.llm.injection.gate
-    saved = gate.detach().clone()
-    with torch.no_grad():
-        gate.zero_()
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            gate.copy_(saved)
 
 
 def fact_means(results: Sequence[dict[str, Any]]) -> dict[str, tuple[float, int]]:
@@ -686,7 +669,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # 1. Describe
     rows = spread(corpus.test, cap(args.clips))
     described = describe(bot, corpus, rows, settings["answer"])
-    with gates_at_zero(bot):
+    with bot.model.llm.injection.closed():
         frozen = describe(bot, corpus, rows, settings["answer"])
     chance = chance_levels(corpus.train, rows)
     model_means, frozen_means = fact_means(described), fact_means(frozen)

@@ -16,6 +16,8 @@ first step (d tanh(g)/dg = 1 at 0), and once they move, the adapters and prefix 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,19 @@ class ModalityInjection(nn.Module):
     @property
     def num_injected(self) -> int:
         return self.gate.shape[0]
+
+    @contextlib.contextmanager
+    def closed(self) -> Iterator[None]:
+        """Every gate at 0 inside the block (no audio, image or video reaches the LLM: the deaf control
+        that evaluations put beside the model), then restored."""
+        saved = self.gate.detach().clone()
+        with torch.no_grad():
+            self.gate.zero_()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                self.gate.copy_(saved)
 
     def modality_of(self, index: int) -> str:
         """Modality injected into the ``index``-th injected layer (0 = lowest)."""

@@ -37,7 +37,6 @@ from training.text_data import read_clips
 
 FRAME_TERMS: tuple[str, ...] = ("pitch", "onset", "family")
 CLIP_TERMS: tuple[str, ...] = ("key", "metre", "tempo", "style")
-FAMILY_COLUMNS = slice(2 * NUM_PITCHES + 1, 2 * NUM_PITCHES + 1 + len(FAMILIES))  # of frame_targets
 
 
 def gabor_filterbank_(weight: torch.Tensor, sample_rate: int, low_hz: float = 40.0, high_hz: float = 7600.0) -> None:
@@ -150,14 +149,16 @@ class EncoderTask:
         targets, labels = batch["frames"].to(device), batch["labels"].to(device)
         values: dict[str, torch.Tensor] = {}
         sizes = self.model.frame_sizes
-        for term, logits, target in zip(FRAME_TERMS, frame_logits.split(sizes, -1), targets.split(sizes, -1)):
+        frame_targets_by_term = targets.split(sizes, -1)
+        for term, logits, target in zip(FRAME_TERMS, frame_logits.split(sizes, -1), frame_targets_by_term):
             values[term] = F.binary_cross_entropy_with_logits(logits, target)
         *clip_parts, family_logits = clip_logits.split(self.model.clip_sizes, -1)
         for k, (term, logits) in enumerate(zip(CLIP_TERMS, clip_parts)):
             known = labels[:, k] != IGNORE
             values[term] = (F.cross_entropy(logits[known], labels[known, k]) if bool(known.any())
                             else logits.sum() * 0.0)
-        values["families"] = F.binary_cross_entropy_with_logits(family_logits, targets[..., FAMILY_COLUMNS].amax(1))
+        heard = frame_targets_by_term[FRAME_TERMS.index("family")].amax(1)  # (B, families) anywhere in the crop
+        values["families"] = F.binary_cross_entropy_with_logits(family_logits, heard)
         total = sum(self.weights[t] * v for t, v in values.items())
         return total, {t: float(v.detach()) for t, v in values.items()}
 
@@ -167,7 +168,8 @@ class EncoderTask:
         targets, labels = batch["frames"].to(device), batch["labels"].to(device)
         result: dict[str, tuple[float, int]] = {}
         sizes = self.model.frame_sizes
-        for term, logits, target in zip(FRAME_TERMS, frame_logits.split(sizes, -1), targets.split(sizes, -1)):
+        frame_targets_by_term = targets.split(sizes, -1)
+        for term, logits, target in zip(FRAME_TERMS, frame_logits.split(sizes, -1), frame_targets_by_term):
             predicted = logits > 0
             hits = float((predicted & (target > 0.5)).sum())
             result[f"{term}_f1"] = (2 * hits, int(predicted.sum() + (target > 0.5).sum()))  # micro F1 = 2H / (P + T)
@@ -177,7 +179,8 @@ class EncoderTask:
             error = (logits.argmax(-1) - labels[:, k]).abs()[known]
             right = error <= 1 if term == "tempo" else error == 0
             result[f"{term}_acc"] = (float(right.sum()), int(known.sum()))
-        predicted, heard = family_logits > 0, targets[..., FAMILY_COLUMNS].amax(1) > 0.5
+        predicted = family_logits > 0
+        heard = frame_targets_by_term[FRAME_TERMS.index("family")].amax(1) > 0.5
         result["families_f1"] = (2 * float((predicted & heard).sum()), int(predicted.sum() + heard.sum()))
         return result
 
